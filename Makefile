@@ -1,0 +1,45 @@
+# Zaits webhook gateway. `make run` runs the whole system, `make test` runs every test.
+# Both install and start what they need (Kafka, ClickHouse) on a fresh machine.
+
+SHELL      := /bin/bash
+STATE      ?= $(CURDIR)/.state
+BIN        := $(STATE)/bin/zaits
+GO         ?= go
+STACK      := deploy/local/stack.sh
+STATICCHECK_VERSION := v0.8.2
+# Integration tests share one Kafka and one ClickHouse: two packages at a time fit 2 cores.
+TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
+
+export ZAITS_STATE_DIR := $(STATE)
+
+.PHONY: run test stop stack build lint tools
+
+## run: start Kafka + ClickHouse if needed, build, run all components in the foreground (Ctrl-C stops)
+run: stack build
+	$(BIN) all $(RUN_FLAGS)
+
+## test: start the stack if needed, then go vet and every test, integration tests included
+test: tools stack
+	$(GO) vet ./...
+	$(GO) test $(TEST_FLAGS) ./...
+
+## stop: stop the Kafka and ClickHouse processes the scripts started
+stop:
+	$(STACK) stop
+
+## stack: start Kafka and ClickHouse (idempotent)
+stack:
+	$(STACK) start
+
+## build: build the zaits binary into .state/bin
+build: tools
+	$(GO) build -o $(BIN) ./cmd/zaits
+
+## lint: gofmt check, go vet, staticcheck
+lint: tools
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+tools:
+	@deploy/local/toolchain.sh

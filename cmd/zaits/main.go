@@ -1,0 +1,43 @@
+// Command zaits is the Zaits webhook gateway: one binary, one subcommand per component.
+//
+//	zaits gateway      the public API, event ingestion and the router
+//	zaits dispatcher   delivers tasks to endpoints, retries through delay topics
+//	zaits analytics    writes the delivery log to ClickHouse
+//	zaits all          the three in one process (development, make run)
+//
+// Every flag can also be set through the environment: -kafka.brokers is
+// ZAITS_KAFKA_BROKERS. Run `zaits <subcommand> -h` for the flags.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: zaits <subcommand> [flags]
+
+subcommands:
+  gateway      serve the public API, event ingestion and the router
+  dispatcher   deliver tasks to endpoints, retry through delay topics
+  analytics    write the delivery log to ClickHouse
+  all          run gateway, dispatcher and analytics in one process
+
+Run 'zaits <subcommand> -h' for its flags. Every flag can be set from the
+environment as ZAITS_<FLAG>, e.g. -kafka.brokers is ZAITS_KAFKA_BROKERS.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	switch cmd := os.Args[1]; cmd {
+	case "gateway", "dispatcher", "analytics", "all":
+		os.Exit(serve(cmd, os.Args[2:]))
+	case "-h", "-help", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "zaits: unknown subcommand %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+}

@@ -1,0 +1,38 @@
+package dispatcher
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+
+	"github.com/zaits/webhooks/internal/broker"
+)
+
+// Config is the dispatcher's configuration. RegisterFlags sets the
+// documented defaults; Kafka is filled by the caller from the kafka.* flags.
+type Config struct {
+	Kafka *broker.Config
+
+	// OpsListen serves /metrics, /healthz and /readyz. Default 127.0.0.1:9102.
+	OpsListen string
+}
+
+// RegisterFlags registers the dispatcher.* flags with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.OpsListen, "dispatcher.ops-listen", "127.0.0.1:9102", "address of the dispatcher's /metrics, /healthz and /readyz")
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Kafka == nil {
+		errs = append(errs, errors.New("dispatcher: kafka configuration missing"))
+	} else if err := c.Kafka.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, _, err := net.SplitHostPort(c.OpsListen); err != nil {
+		errs = append(errs, fmt.Errorf("dispatcher.ops-listen: %q is not host:port: %w", c.OpsListen, err))
+	}
+	return errors.Join(errs...)
+}

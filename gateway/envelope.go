@@ -1,0 +1,40 @@
+package gateway
+
+import (
+	"github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
+)
+
+// FieldIssue names one invalid field of a request.
+type FieldIssue struct {
+	Field string `json:"field"`
+	Issue string `json:"issue"`
+}
+
+type apiError struct {
+	Code    string       `json:"code"`
+	Message string       `json:"message"`
+	Details []FieldIssue `json:"details,omitempty"`
+}
+
+type errorEnvelope struct {
+	Success bool     `json:"success"`
+	Error   apiError `json:"error"`
+}
+
+// writeError answers with the API's error envelope:
+// {"success": false, "error": {"code", "message", "details"}}.
+func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string, details ...FieldIssue) {
+	writeJSON(ctx, status, errorEnvelope{Error: apiError{Code: code, Message: msg, Details: details}})
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = fasthttp.StatusInternalServerError
+		b = []byte(`{"success":false,"error":{"code":"internal_error","message":"could not encode the response"}}`)
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}

@@ -1,0 +1,108 @@
+// Package gateway is the public face of the system: the Zaits Webhook API
+// (endpoint management, delivery history), event ingestion over HTTP, and
+// the router that fans events out to per-endpoint delivery tasks.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/fasthttp/router"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/ops"
+	"github.com/zaits/webhooks/schemas"
+)
+
+// Gateway serves the public API.
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+	ops *ops.Server
+
+	srv *fasthttp.Server
+	ln  net.Listener
+}
+
+// New builds a gateway; nothing is started until Start.
+func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log)}
+	kc := cfg.Kafka.Client()
+	endpointsTopic := cfg.Kafka.Topic(schemas.TopicEndpoints)
+	g.ops.AddCheck("kafka", func(ctx context.Context) error { return broker.Ping(ctx, kc, endpointsTopic) })
+
+	r := router.New()
+	r.NotFound = func(ctx *fasthttp.RequestCtx) {
+		writeError(ctx, fasthttp.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", ctx.Method(), ctx.Path()))
+	}
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
+		writeError(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed", fmt.Sprintf("%s is not allowed on %s", ctx.Method(), ctx.Path()))
+	}
+	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
+		log.Error("panic in handler", "path", string(ctx.Path()), "panic", v)
+		writeError(ctx, fasthttp.StatusInternalServerError, "internal_error", "internal error")
+	}
+	g.srv = &fasthttp.Server{
+		Handler:            r.Handler,
+		Name:               "zaits",
+		ReadTimeout:        30 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		IdleTimeout:        120 * time.Second,
+		MaxRequestBodySize: 8 << 20,
+		Logger:             slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return g, nil
+}
+
+// Start provisions the topics, then serves the ops endpoints and the API.
+func (g *Gateway) Start(ctx context.Context) error {
+	if err := g.ops.Start(); err != nil {
+		return err
+	}
+	if err := broker.WaitAndEnsureTopics(ctx, g.cfg.Kafka, g.log); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	ln, err := net.Listen("tcp", g.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway listener %s: %w", g.cfg.Listen, err)
+	}
+	g.ln = ln
+	go func() {
+		if err := g.srv.Serve(ln); err != nil {
+			g.log.Error("gateway API server stopped", "err", err)
+		}
+	}()
+	g.log.Info("gateway serving", "api", ln.Addr().String(), "ops", g.ops.Addr())
+	return nil
+}
+
+// Addr is the bound API address.
+func (g *Gateway) Addr() string {
+	if g.ln == nil {
+		return g.cfg.Listen
+	}
+	return g.ln.Addr().String()
+}
+
+// OpsAddr is the bound ops address.
+func (g *Gateway) OpsAddr() string { return g.ops.Addr() }
+
+// Stop stops accepting requests, lets in-flight ones finish until ctx ends,
+// then stops the ops server.
+func (g *Gateway) Stop(ctx context.Context) error {
+	var errs []error
+	if g.ln != nil {
+		errs = append(errs, g.srv.ShutdownWithContext(ctx))
+	}
+	errs = append(errs, g.ops.Stop(ctx))
+	return errors.Join(errs...)
+}

@@ -1,0 +1,95 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/ops"
+	"github.com/zaits/webhooks/internal/testenv"
+)
+
+// startGateway starts a gateway on random ports against kafka and stops it when the test ends.
+func startGateway(t *testing.T, kafka *broker.Config) *Gateway {
+	t.Helper()
+	g, err := New(Config{Kafka: kafka, Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0"}, slog.New(slog.DiscardHandler), ops.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := g.Stop(ctx); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return g
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestReadyzFollowsKafka(t *testing.T) {
+	kc := testenv.Kafka(t)
+	g := startGateway(t, kc)
+	if code, body := get(t, "http://"+g.OpsAddr()+"/readyz"); code != 200 {
+		t.Fatalf("readyz = %d %s with Kafka up", code, body)
+	}
+	if code, _ := get(t, "http://"+g.OpsAddr()+"/healthz"); code != 200 {
+		t.Fatalf("healthz = %d", code)
+	}
+
+	// The same gateway's check against a broker that is gone: 503 with the reason, quickly.
+	down := *kc
+	down.Brokers = "127.0.0.1:1"
+	down.DialTimeout = 500 * time.Millisecond
+	g.ops.AddCheck("kafka", func(ctx context.Context) error { return broker.Ping(ctx, down.Client(), "x") })
+	start := time.Now()
+	code, body := get(t, "http://"+g.OpsAddr()+"/readyz")
+	if code != 503 || !strings.Contains(body, `"kafka"`) {
+		t.Fatalf("readyz = %d %s with Kafka down, want 503 naming kafka", code, body)
+	}
+	if d := time.Since(start); d > ops.CheckTimeout+time.Second {
+		t.Fatalf("readyz took %s with Kafka down", d)
+	}
+}
+
+func TestUnknownRouteAndMethodUseTheEnvelope(t *testing.T) {
+	g := startGateway(t, testenv.Kafka(t))
+	f := func(method, path string, wantStatus int, wantCode string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+g.Addr()+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != wantStatus || !strings.Contains(string(b), `"success":false`) || !strings.Contains(string(b), `"code":"`+wantCode+`"`) {
+			t.Fatalf("%s %s = %d %s; want %d with code %s", method, path, resp.StatusCode, b, wantStatus, wantCode)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("Content-Type %q", ct)
+		}
+	}
+	f("GET", "/v1/nope", 404, "not_found")
+	f("DELETE", "/", 404, "not_found")
+}

@@ -1,0 +1,187 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/zaits/webhooks/schemas"
+)
+
+// Client returns an admin client for the configured brokers. Each call makes
+// its own transport, so a client never shares pooled connections with another.
+func (c *Config) Client() *kafka.Client {
+	return &kafka.Client{
+		Addr:    kafka.TCP(c.BrokerList()...),
+		Timeout: 10 * time.Second,
+		Transport: &kafka.Transport{
+			DialTimeout: c.DialTimeout,
+			IdleTimeout: 30 * time.Second,
+			MetadataTTL: 5 * time.Second,
+			ClientID:    "zaits",
+		},
+	}
+}
+
+// Ping asks the cluster for the metadata of topic (a full name) and fails
+// unless the broker answers and the topic exists. It is the Kafka readiness check.
+func Ping(ctx context.Context, cl *kafka.Client, topic string) error {
+	resp, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return fmt.Errorf("kafka metadata request: %w", err)
+	}
+	if len(resp.Brokers) == 0 {
+		return errors.New("kafka metadata: no brokers")
+	}
+	for _, t := range resp.Topics {
+		if t.Name == topic && t.Error != nil {
+			return fmt.Errorf("kafka topic %s: %w", topic, t.Error)
+		}
+	}
+	return nil
+}
+
+// ErrPartitionMismatch is returned by EnsureTopics when an existing topic has
+// a partition count other than the configured one.
+var ErrPartitionMismatch = errors.New("partition count differs from configuration")
+
+// EnsureTopics creates every topic of schemas.AllTopics that does not exist
+// yet, with the configured partition counts, and verifies the ones that do.
+// It is idempotent. A partition mismatch is permanent: keys map to partitions,
+// so silently using a different count would break per-endpoint ordering.
+func EnsureTopics(ctx context.Context, cfg *Config) error {
+	cl := cfg.Client()
+	want := map[string]int{}
+	var topics []kafka.TopicConfig
+	for _, t := range schemas.AllTopics {
+		name := cfg.Topic(t.Name)
+		want[name] = cfg.Partitions[t.Name]
+		tc := kafka.TopicConfig{Topic: name, NumPartitions: cfg.Partitions[t.Name], ReplicationFactor: cfg.ReplicationFactor}
+		if t.Compacted {
+			tc.ConfigEntries = append(tc.ConfigEntries,
+				kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+				kafka.ConfigEntry{ConfigName: "min.cleanable.dirty.ratio", ConfigValue: "0.1"},
+				kafka.ConfigEntry{ConfigName: "segment.ms", ConfigValue: "3600000"})
+		}
+		if cfg.ReplicationFactor > 1 {
+			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "min.insync.replicas", ConfigValue: "2"})
+		}
+		topics = append(topics, tc)
+	}
+	resp, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics})
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for name, e := range resp.Errors {
+		if e != nil && !errors.Is(e, kafka.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", name, e)
+		}
+	}
+	return verifyPartitions(ctx, cl, want)
+}
+
+func verifyPartitions(ctx context.Context, cl *kafka.Client, want map[string]int) error {
+	names := make([]string, 0, len(want))
+	for n := range want {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	if err != nil {
+		return fmt.Errorf("metadata of topics: %w", err)
+	}
+	var errs []error
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			errs = append(errs, fmt.Errorf("topic %s: %w", t.Name, t.Error))
+			continue
+		}
+		if got := len(t.Partitions); got != want[t.Name] {
+			errs = append(errs, fmt.Errorf("topic %s has %d partitions but the configuration says %d; keys map to partitions, so either set the flag to %d or recreate the topic: %w",
+				t.Name, got, want[t.Name], got, ErrPartitionMismatch))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WaitAndEnsureTopics retries EnsureTopics with backoff until it succeeds,
+// the error is permanent (a partition mismatch), or StartupTimeout passes.
+func WaitAndEnsureTopics(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
+	defer cancel()
+	backoff := 200 * time.Millisecond
+	for {
+		err := EnsureTopics(ctx, cfg)
+		if err == nil || errors.Is(err, ErrPartitionMismatch) {
+			return err
+		}
+		log.Warn("kafka not ready for topic provisioning, retrying", "brokers", cfg.Brokers, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka at %s not ready within %s: %w", cfg.Brokers, cfg.StartupTimeout, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// DeleteTopics removes every topic of the configuration's prefix (tests only).
+func DeleteTopics(ctx context.Context, cfg *Config) error {
+	var names []string
+	for _, t := range schemas.AllTopics {
+		names = append(names, cfg.Topic(t.Name))
+	}
+	resp, err := cfg.Client().DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: names})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for n, e := range resp.Errors {
+		if e != nil && !errors.Is(e, kafka.UnknownTopicOrPartition) {
+			errs = append(errs, fmt.Errorf("delete %s: %w", n, e))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NewWriter returns a writer for topic (a full name) that waits for acks=all,
+// hashes keys to partitions the way every Kafka client does (murmur2, so a
+// producer in another language picks the same partition), and flushes
+// batches after at most batchTimeout.
+func (c *Config) NewWriter(topic string, batchTimeout time.Duration) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:            kafka.TCP(c.BrokerList()...),
+		Topic:           topic,
+		Balancer:        &kafka.Murmur2Balancer{},
+		RequiredAcks:    kafka.RequireAll,
+		BatchTimeout:    batchTimeout,
+		BatchSize:       1000,
+		BatchBytes:      8 << 20,
+		MaxAttempts:     5,
+		WriteBackoffMin: 50 * time.Millisecond,
+		WriteBackoffMax: time.Second,
+		Transport: &kafka.Transport{
+			DialTimeout: c.DialTimeout,
+			IdleTimeout: 30 * time.Second,
+			MetadataTTL: 10 * time.Second,
+			ClientID:    "zaits",
+		},
+	}
+}
+
+// RandomSuffix returns n lowercase letters, for unique test topic and group names.
+func RandomSuffix(n int) string {
+	const letters = "abcdefghijklmnopqrstuvwxyz"
+	var b strings.Builder
+	for range n {
+		b.WriteByte(letters[rand.IntN(len(letters))])
+	}
+	return b.String()
+}

@@ -1,0 +1,125 @@
+// Package broker connects the components to Kafka: configuration shared by
+// every component, readiness pings, topic provisioning and writers with the
+// settings the guarantees need (acks=all, short batch timeout).
+package broker
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zaits/webhooks/schemas"
+)
+
+// Config is the Kafka configuration shared by every component.
+// The zero value is not usable; RegisterFlags sets the documented defaults.
+type Config struct {
+	// Brokers is a comma-separated list of bootstrap addresses. Default 127.0.0.1:9092.
+	Brokers string
+	// TopicPrefix is <p> in "<p>.events". Default "zaits".
+	TopicPrefix string
+	// ReplicationFactor for created topics. Default 1 (one local broker);
+	// production clusters use 3.
+	ReplicationFactor int
+	// Partitions per topic name (without prefix). Defaults suit one 2-core
+	// machine; keys decide partitions, so counts are fixed once topics exist.
+	Partitions map[string]int
+	// DialTimeout bounds connecting to a broker. Default 3s.
+	DialTimeout time.Duration
+	// StartupTimeout bounds waiting for Kafka at start-up. Default 60s.
+	StartupTimeout time.Duration
+}
+
+// DefaultPartitions are the partition counts for one machine.
+func DefaultPartitions() map[string]int {
+	return map[string]int{
+		schemas.TopicEvents:        8,
+		schemas.TopicEventsInvalid: 1,
+		schemas.TopicDeliveries:    16,
+		schemas.TopicRetry1m:       4,
+		schemas.TopicRetry5m:       4,
+		schemas.TopicRetry30m:      4,
+		schemas.TopicRetry2h:       4,
+		schemas.TopicDead:          4,
+		schemas.TopicAttempts:      8,
+		schemas.TopicEndpoints:     1,
+	}
+}
+
+// RegisterFlags registers the kafka.* flags with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Brokers, "kafka.brokers", "127.0.0.1:9092", "comma-separated Kafka bootstrap brokers")
+	fs.StringVar(&c.TopicPrefix, "kafka.topic-prefix", "zaits", "prefix of every topic name (<prefix>.events, ...)")
+	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", 1, "replication factor of created topics (3 in production)")
+	fs.DurationVar(&c.DialTimeout, "kafka.dial-timeout", 3*time.Second, "timeout for connecting to a broker")
+	fs.DurationVar(&c.StartupTimeout, "kafka.startup-timeout", 60*time.Second, "how long to wait for Kafka at start-up")
+	c.Partitions = DefaultPartitions()
+	for _, t := range schemas.AllTopics {
+		fs.Var(partitionsValue{c.Partitions, t.Name}, "kafka.partitions."+t.Name, "partitions of <prefix>."+t.Name)
+	}
+}
+
+// partitionsValue is the flag.Value of one topic's entry in Config.Partitions.
+type partitionsValue struct {
+	m    map[string]int
+	name string
+}
+
+func (v partitionsValue) String() string {
+	if v.m == nil {
+		return ""
+	}
+	return strconv.Itoa(v.m[v.name])
+}
+
+func (v partitionsValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("not a whole number: %q", s)
+	}
+	v.m[v.name] = n
+	return nil
+}
+
+var prefixRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,100}$`)
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.BrokerList()) == 0 {
+		errs = append(errs, errors.New("kafka.brokers: at least one broker address is required"))
+	}
+	if !prefixRE.MatchString(c.TopicPrefix) {
+		errs = append(errs, fmt.Errorf("kafka.topic-prefix: %q must be 1-100 characters of letters, digits, '_' or '-'", c.TopicPrefix))
+	}
+	if c.ReplicationFactor < 1 {
+		errs = append(errs, fmt.Errorf("kafka.replication-factor: must be at least 1, got %d", c.ReplicationFactor))
+	}
+	for _, t := range schemas.AllTopics {
+		if n := c.Partitions[t.Name]; n < 1 || n > 10000 {
+			errs = append(errs, fmt.Errorf("kafka.partitions.%s: must be 1..10000, got %d", t.Name, n))
+		}
+	}
+	if c.DialTimeout <= 0 {
+		errs = append(errs, errors.New("kafka.dial-timeout: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// BrokerList returns the non-empty broker addresses.
+func (c *Config) BrokerList() []string {
+	var out []string
+	for _, b := range strings.Split(c.Brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Topic returns the full name of topic name under this configuration's prefix.
+func (c *Config) Topic(name string) string { return schemas.Topic(c.TopicPrefix, name) }

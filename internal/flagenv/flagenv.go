@@ -1,0 +1,82 @@
+// Package flagenv fills a flag.FlagSet from the command line and the environment.
+//
+// Precedence: a flag given on the command line wins, then the environment
+// variable PREFIX_NAME (the flag name upper-cased, '.' and '-' turned into '_'),
+// then the flag's default. Values of type *Secret are redacted when logged.
+package flagenv
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// EnvName returns the environment variable that sets flag name:
+// EnvName("ZAITS", "kafka.brokers") == "ZAITS_KAFKA_BROKERS".
+func EnvName(prefix, name string) string {
+	r := strings.NewReplacer(".", "_", "-", "_")
+	return prefix + "_" + strings.ToUpper(r.Replace(name))
+}
+
+// Parse parses args into fs and then applies environment variables to the
+// flags that were not set on the command line.
+func Parse(fs *flag.FlagSet, prefix string, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || set[f.Name] {
+			return
+		}
+		env := EnvName(prefix, f.Name)
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("environment variable %s=%q: %w", env, v, e)
+		}
+	})
+	return err
+}
+
+// Secret is a string flag whose value never appears in logs.
+type Secret string
+
+// String implements flag.Value.
+func (s *Secret) String() string {
+	if s == nil {
+		return ""
+	}
+	return string(*s)
+}
+
+// Set implements flag.Value.
+func (s *Secret) Set(v string) error { *s = Secret(v); return nil }
+
+// LogValue implements slog.LogValuer: a set secret logs as "[redacted]".
+func (s Secret) LogValue() slog.Value {
+	if s == "" {
+		return slog.StringValue("")
+	}
+	return slog.StringValue("[redacted]")
+}
+
+// LogValue returns every flag of fs as one slog group, secrets redacted,
+// for the single configuration line each component logs at start-up.
+func LogValue(fs *flag.FlagSet) slog.Value {
+	var attrs []slog.Attr
+	fs.VisitAll(func(f *flag.Flag) {
+		if s, ok := f.Value.(*Secret); ok {
+			attrs = append(attrs, slog.Any(f.Name, *s))
+			return
+		}
+		attrs = append(attrs, slog.String(f.Name, f.Value.String()))
+	})
+	return slog.GroupValue(attrs...)
+}
