@@ -93,22 +93,46 @@ func verifyPartitions(ctx context.Context, cl *kafka.Client, want map[string]int
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
-	if err != nil {
-		return fmt.Errorf("metadata of topics: %w", err)
-	}
-	var errs []error
-	for _, t := range md.Topics {
-		if t.Error != nil {
-			errs = append(errs, fmt.Errorf("topic %s: %w", t.Name, t.Error))
-			continue
+	// A just-created topic has partitions without a leader for a moment:
+	// wait for every leader, so callers can produce and list offsets at once.
+	for {
+		md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		if err != nil {
+			return fmt.Errorf("metadata of topics: %w", err)
 		}
-		if got := len(t.Partitions); got != want[t.Name] {
-			errs = append(errs, fmt.Errorf("topic %s has %d partitions but the configuration says %d; keys map to partitions, so either set the flag to %d or recreate the topic: %w",
-				t.Name, got, want[t.Name], got, ErrPartitionMismatch))
+		var errs []error
+		leaderless := 0
+		for _, t := range md.Topics {
+			if t.Error != nil {
+				if errors.Is(t.Error, kafka.LeaderNotAvailable) || errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
+					leaderless++
+					continue
+				}
+				errs = append(errs, fmt.Errorf("topic %s: %w", t.Name, t.Error))
+				continue
+			}
+			if got := len(t.Partitions); got != want[t.Name] {
+				errs = append(errs, fmt.Errorf("topic %s has %d partitions but the configuration says %d; keys map to partitions, so either set the flag to %d or recreate the topic: %w",
+					t.Name, got, want[t.Name], got, ErrPartitionMismatch))
+			}
+			for _, p := range t.Partitions {
+				if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
+					leaderless++
+				}
+			}
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		if leaderless == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d partitions still without a leader: %w", leaderless, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // WaitAndEnsureTopics retries EnsureTopics with backoff until it succeeds,
@@ -184,4 +208,47 @@ func RandomSuffix(n int) string {
 		b.WriteByte(letters[rand.IntN(len(letters))])
 	}
 	return b.String()
+}
+
+// Offsets returns, per partition of topic (a full name), the first offset
+// and the high-water mark (the offset the next message will get).
+func Offsets(ctx context.Context, cl *kafka.Client, topic string) (first, last map[int]int64, err error) {
+	for attempt := 0; ; attempt++ {
+		first, last, err = offsets(ctx, cl, topic)
+		var kerr kafka.Error
+		if err == nil || attempt == 20 || !errors.As(err, &kerr) || !kerr.Temporary() {
+			return first, last, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func offsets(ctx context.Context, cl *kafka.Client, topic string) (first, last map[int]int64, err error) {
+	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		return nil, nil, fmt.Errorf("metadata of %s: %v", topic, md.Topics)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, p := range md.Topics[0].Partitions {
+		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	resp, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	first, last = map[int]int64{}, map[int]int64{}
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			return nil, nil, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		first[po.Partition], last[po.Partition] = po.FirstOffset, po.LastOffset
+	}
+	return first, last, nil
 }
