@@ -16,7 +16,7 @@ export ZAITS_STATE_DIR := $(STATE)
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground (Ctrl-C stops)
 run: stack build
-	$(BIN) all $(RUN_FLAGS)
+	$(BIN) all -dev $(RUN_FLAGS)
 
 ## test: start the stack if needed, then go vet and every test, integration tests included
 test: tools stack

@@ -7,12 +7,17 @@ import (
 	"net"
 
 	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/endpoint"
 )
 
 // Config is the dispatcher's configuration. RegisterFlags sets the
 // documented defaults; Kafka is filled by the caller from the kafka.* flags.
 type Config struct {
 	Kafka *broker.Config
+	// Endpoints configures the endpoint store (shared endpoints.* flags).
+	Endpoints *endpoint.Config
+	// Dev is development mode (the shared -dev flag).
+	Dev bool
 
 	// OpsListen serves /metrics, /healthz and /readyz. Default 127.0.0.1:9102.
 	OpsListen string
@@ -26,10 +31,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate reports every problem with the configuration at once.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Kafka == nil {
-		errs = append(errs, errors.New("dispatcher: kafka configuration missing"))
-	} else if err := c.Kafka.Validate(); err != nil {
-		errs = append(errs, err)
+	if c.Kafka == nil || c.Endpoints == nil {
+		errs = append(errs, errors.New("dispatcher: kafka or endpoints configuration missing"))
+	} else {
+		errs = append(errs, c.Kafka.Validate(), c.Endpoints.Validate())
 	}
 	if _, _, err := net.SplitHostPort(c.OpsListen); err != nil {
 		errs = append(errs, fmt.Errorf("dispatcher.ops-listen: %q is not host:port: %w", c.OpsListen, err))

@@ -7,12 +7,18 @@ import (
 	"net"
 
 	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/endpoint"
 )
 
 // Config is the gateway's configuration. RegisterFlags sets the documented
 // defaults; Kafka is filled by the caller from the shared kafka.* flags.
 type Config struct {
 	Kafka *broker.Config
+	// Endpoints configures the endpoint store (shared endpoints.* flags).
+	Endpoints *endpoint.Config
+	// Dev is development mode (the shared -dev flag): http URLs and loopback
+	// addresses allowed, a development account and key.
+	Dev bool
 
 	// Listen is the public API address. Default 127.0.0.1:8080.
 	Listen string
@@ -29,10 +35,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate reports every problem with the configuration at once.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Kafka == nil {
-		errs = append(errs, errors.New("gateway: kafka configuration missing"))
-	} else if err := c.Kafka.Validate(); err != nil {
-		errs = append(errs, err)
+	if c.Kafka == nil || c.Endpoints == nil {
+		errs = append(errs, errors.New("gateway: kafka or endpoints configuration missing"))
+	} else {
+		errs = append(errs, c.Kafka.Validate(), c.Endpoints.Validate())
 	}
 	errs = append(errs, validAddr("gateway.listen", c.Listen), validAddr("gateway.ops-listen", c.OpsListen))
 	return errors.Join(errs...)

@@ -16,15 +16,18 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/schemas"
 )
 
 // Gateway serves the public API.
 type Gateway struct {
-	cfg Config
-	log *slog.Logger
-	ops *ops.Server
+	cfg   Config
+	log   *slog.Logger
+	ops   *ops.Server
+	reg   prometheus.Registerer
+	store *endpoint.Store
 
 	srv *fasthttp.Server
 	ln  net.Listener
@@ -35,12 +38,17 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log)}
+	store, err := endpoint.NewStore(*cfg.Endpoints, cfg.Kafka, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), reg: reg, store: store}
 	kc := cfg.Kafka.Client()
 	endpointsTopic := cfg.Kafka.Topic(schemas.TopicEndpoints)
 	g.ops.AddCheck("kafka", func(ctx context.Context) error { return broker.Ping(ctx, kc, endpointsTopic) })
 
 	r := router.New()
+	g.routes(r)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", ctx.Method(), ctx.Path()))
 	}
@@ -71,6 +79,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := broker.WaitAndEnsureTopics(ctx, g.cfg.Kafka, g.log); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	if err := g.store.Start(ctx); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
 	ln, err := net.Listen("tcp", g.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway listener %s: %w", g.cfg.Listen, err)
@@ -97,12 +108,12 @@ func (g *Gateway) Addr() string {
 func (g *Gateway) OpsAddr() string { return g.ops.Addr() }
 
 // Stop stops accepting requests, lets in-flight ones finish until ctx ends,
-// then stops the ops server.
+// then stops the endpoint store and the ops server.
 func (g *Gateway) Stop(ctx context.Context) error {
 	var errs []error
 	if g.ln != nil {
 		errs = append(errs, g.srv.ShutdownWithContext(ctx))
 	}
-	errs = append(errs, g.ops.Stop(ctx))
+	errs = append(errs, g.store.Stop(), g.ops.Stop(ctx))
 	return errors.Join(errs...)
 }

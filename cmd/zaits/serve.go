@@ -15,6 +15,7 @@ import (
 	"github.com/zaits/webhooks/dispatcher"
 	"github.com/zaits/webhooks/gateway"
 	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/internal/ops"
 )
@@ -34,13 +35,18 @@ func serve(cmd string, args []string) int {
 	logLevel := fs.String("log.level", "info", "log level: debug, info, warn or error")
 	checkConfig := fs.Bool("check-config", false, "validate the configuration, print it and exit")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 8*time.Second, "how long a graceful shutdown may take")
+	dev := fs.Bool("dev", false, "development mode: a development account and API key, http URLs and loopback receivers allowed, a fixed encryption key; never in production")
 	var kafkaCfg broker.Config
 	kafkaCfg.RegisterFlags(fs)
 	run := func(name string) bool { return cmd == "all" || cmd == name }
+	var epCfg endpoint.Config
+	if run("gateway") || run("dispatcher") {
+		epCfg.RegisterFlags(fs)
+	}
 	var (
 		anCfg = analytics.Config{Kafka: &kafkaCfg}
-		diCfg = dispatcher.Config{Kafka: &kafkaCfg}
-		gwCfg = gateway.Config{Kafka: &kafkaCfg}
+		diCfg = dispatcher.Config{Kafka: &kafkaCfg, Endpoints: &epCfg}
+		gwCfg = gateway.Config{Kafka: &kafkaCfg, Endpoints: &epCfg}
 	)
 	if run("analytics") {
 		anCfg.RegisterFlags(fs)
@@ -58,6 +64,7 @@ func serve(cmd string, args []string) int {
 		fmt.Fprintf(os.Stderr, "zaits %s: %v\n", cmd, err)
 		return 2
 	}
+	epCfg.Dev, diCfg.Dev, gwCfg.Dev = *dev, *dev, *dev
 	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "zaits %s: %v\n", cmd, err)
