@@ -16,6 +16,8 @@ type Config struct {
 	Kafka *broker.Config
 	// Endpoints configures the endpoint store (shared endpoints.* flags).
 	Endpoints *endpoint.Config
+	// Delivery configures the HTTP client (shared delivery.* flags).
+	Delivery *ClientConfig
 	// Dev is development mode (the shared -dev flag).
 	Dev bool
 
@@ -31,10 +33,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 // Validate reports every problem with the configuration at once.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Kafka == nil || c.Endpoints == nil {
-		errs = append(errs, errors.New("dispatcher: kafka or endpoints configuration missing"))
+	if c.Kafka == nil || c.Endpoints == nil || c.Delivery == nil {
+		errs = append(errs, errors.New("dispatcher: kafka, endpoints or delivery configuration missing"))
 	} else {
-		errs = append(errs, c.Kafka.Validate(), c.Endpoints.Validate())
+		errs = append(errs, c.Kafka.Validate(), c.Endpoints.Validate(), c.Delivery.Validate())
 	}
 	if _, _, err := net.SplitHostPort(c.OpsListen); err != nil {
 		errs = append(errs, fmt.Errorf("dispatcher.ops-listen: %q is not host:port: %w", c.OpsListen, err))

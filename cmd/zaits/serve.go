@@ -40,12 +40,14 @@ func serve(cmd string, args []string) int {
 	kafkaCfg.RegisterFlags(fs)
 	run := func(name string) bool { return cmd == "all" || cmd == name }
 	var epCfg endpoint.Config
+	var dlCfg dispatcher.ClientConfig // delivery.*: the dispatcher's and the gateway's test deliveries
 	if run("gateway") || run("dispatcher") {
 		epCfg.RegisterFlags(fs)
+		dlCfg.RegisterFlags(fs)
 	}
 	var (
 		anCfg = analytics.Config{Kafka: &kafkaCfg}
-		diCfg = dispatcher.Config{Kafka: &kafkaCfg, Endpoints: &epCfg}
+		diCfg = dispatcher.Config{Kafka: &kafkaCfg, Endpoints: &epCfg, Delivery: &dlCfg}
 		gwCfg = gateway.Config{Kafka: &kafkaCfg, Endpoints: &epCfg}
 	)
 	if run("analytics") {
@@ -64,7 +66,7 @@ func serve(cmd string, args []string) int {
 		fmt.Fprintf(os.Stderr, "zaits %s: %v\n", cmd, err)
 		return 2
 	}
-	epCfg.Dev, diCfg.Dev, gwCfg.Dev = *dev, *dev, *dev
+	epCfg.Dev, diCfg.Dev, gwCfg.Dev, dlCfg.Dev = *dev, *dev, *dev, *dev
 	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "zaits %s: %v\n", cmd, err)

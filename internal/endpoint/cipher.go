@@ -78,9 +78,14 @@ func (c *Cipher) Open(id, sealed string) ([]byte, error) {
 }
 
 // NewSecret returns a fresh signing secret: "whsec_" + 32 random bytes in
-// unpadded URL-safe base64 (43 characters).
+// standard, padded base64 (44 characters), the form the official Standard
+// Webhooks verifiers decode into their HMAC key.
 func NewSecret() string {
-	return "whsec_" + RandomString(32)
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error())
+	}
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
 }
 
 // NewID returns a fresh endpoint id: "we_" + 24 URL-safe characters (144 bits).

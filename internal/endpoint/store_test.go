@@ -3,6 +3,7 @@ package endpoint
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"sync"
@@ -52,6 +53,10 @@ func TestCRUDReadYourWritesAndRestart(t *testing.T) {
 	}
 	if len(e.ID) < 23 || e.ID[:3] != "we_" || len(secret) < 40 || secret[:6] != "whsec_" || e.Version != 1 {
 		t.Fatalf("bad create: id=%q secret=%q version=%d", e.ID, secret, e.Version)
+	}
+	// Standard Webhooks verifiers decode the part after whsec_ as padded standard base64.
+	if key, err := base64.StdEncoding.DecodeString(secret[6:]); err != nil || len(key) != 32 {
+		t.Fatalf("secret %q is not whsec_ + standard base64 of 32 bytes: %v", secret, err)
 	}
 	if got := e.SigningSecrets(time.Now()); len(got) != 1 || string(got[0]) != secret {
 		t.Fatalf("signing secrets %q, want [%q]", got, secret)

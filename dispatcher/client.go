@@ -1,0 +1,359 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/zaits/webhooks/schemas"
+)
+
+// ClientConfig configures the delivery HTTP client, shared by the
+// dispatcher and the gateway's test-delivery endpoint (the delivery.* flags).
+type ClientConfig struct {
+	// Timeout bounds one attempt: dial, request and response. Default 10s.
+	Timeout time.Duration
+	// MaxResponseBytes is how much of a response body is read. Default 64 KiB.
+	MaxResponseBytes int
+	// ExcerptBytes is how much of it is kept as the excerpt. Default 1 KiB.
+	ExcerptBytes int
+	// MaxConnsPerHost bounds the connections to one host. Default 64.
+	MaxConnsPerHost int
+	// AllowNetworks are exempt from the address guard (development, tests, bench).
+	AllowNetworks []netip.Prefix
+	// Dev is development mode (the shared -dev flag): loopback receivers allowed.
+	Dev bool
+	// TLSConfig overrides the TLS settings (tests: a private root CA). Nil:
+	// the system roots, certificates verified.
+	TLSConfig *tls.Config
+}
+
+// RegisterFlags registers the delivery.* flags with their defaults.
+func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.Timeout, "delivery.timeout", 10*time.Second, "total time one delivery attempt may take (dial, request, response)")
+	fs.IntVar(&c.MaxResponseBytes, "delivery.max-response-bytes", 64<<10, "how much of an endpoint's response body is read")
+	fs.IntVar(&c.ExcerptBytes, "delivery.excerpt-bytes", 1<<10, "how much of the response body is kept in the attempt record")
+	fs.IntVar(&c.MaxConnsPerHost, "delivery.max-conns-per-host", 64, "connections to one endpoint host at most")
+	fs.Func("delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver)", func(s string) error {
+		c.AllowNetworks = c.AllowNetworks[:0]
+		for _, f := range strings.Split(s, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return err
+			}
+			c.AllowNetworks = append(c.AllowNetworks, p.Masked())
+		}
+		return nil
+	})
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *ClientConfig) Validate() error {
+	var errs []error
+	if c.Timeout <= 0 || c.Timeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("delivery.timeout: must be in (0, 5m], got %s", c.Timeout))
+	}
+	if c.MaxResponseBytes < 0 || c.MaxResponseBytes > 16<<20 {
+		errs = append(errs, fmt.Errorf("delivery.max-response-bytes: must be 0..16MiB, got %d", c.MaxResponseBytes))
+	}
+	if c.ExcerptBytes < 0 || c.ExcerptBytes > 64<<10 {
+		errs = append(errs, fmt.Errorf("delivery.excerpt-bytes: must be 0..64KiB, got %d", c.ExcerptBytes))
+	}
+	if c.MaxConnsPerHost < 0 {
+		errs = append(errs, fmt.Errorf("delivery.max-conns-per-host: must not be negative, got %d", c.MaxConnsPerHost))
+	}
+	for _, p := range c.AllowNetworks {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("delivery.allow-networks: invalid prefix %v", p))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults fills the zero values with the documented defaults.
+func (c ClientConfig) withDefaults() ClientConfig {
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.MaxResponseBytes == 0 {
+		c.MaxResponseBytes = 64 << 10
+	}
+	if c.ExcerptBytes == 0 {
+		c.ExcerptBytes = 1 << 10
+	}
+	if c.MaxConnsPerHost == 0 {
+		c.MaxConnsPerHost = 64
+	}
+	return c
+}
+
+// UserAgent is sent with every delivery.
+const UserAgent = "Zaits-Webhooks/1.0"
+
+// Request is one delivery attempt.
+type Request struct {
+	URL string
+	// Body is POSTed exactly.
+	Body       []byte
+	EventType  string
+	DeliveryID string
+	// Secrets sign the request: the current secret first (X-Zaits-Signature
+	// and webhook-signature), then any rotated-out one still in its overlap
+	// (webhook-signature only).
+	Secrets [][]byte
+	// Now is the webhook-timestamp; time.Now() when zero.
+	Now time.Time
+}
+
+// Result is the outcome of one attempt.
+type Result struct {
+	// Status is the HTTP status; 0 when there was no response.
+	Status  int
+	Latency time.Duration
+	// Excerpt is the start of the response body (valid UTF-8).
+	Excerpt string
+	// ErrCode is empty on success (2xx), else one of schemas.ErrCode*.
+	ErrCode string
+	// Err describes the failure for a person; nil on success.
+	Err error
+	// RetryAfter is the response's Retry-After (429 and 503 only); 0 if none.
+	RetryAfter time.Duration
+}
+
+// OK reports a 2xx response.
+func (r Result) OK() bool { return r.ErrCode == "" }
+
+// ErrStatus is wrapped by a Result.Err for a non-2xx response.
+var ErrStatus = errors.New("endpoint answered with a non-2xx status")
+
+// Client POSTs signed deliveries through one shared fasthttp client whose
+// dials pass the address guard.
+type Client struct {
+	cfg      ClientConfig
+	hc       *fasthttp.Client
+	requests *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+// NewClient builds the client; reg receives the zaits_delivery_* metrics.
+func NewClient(cfg ClientConfig, reg prometheus.Registerer) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	g := &guard{allow: cfg.AllowNetworks, loopback: cfg.Dev, resolver: net.DefaultResolver}
+	c := &Client{
+		cfg: cfg,
+		hc: &fasthttp.Client{
+			Name:                          UserAgent,
+			DialTimeout:                   g.dial,
+			TLSConfig:                     cfg.TLSConfig,
+			MaxConnsPerHost:               cfg.MaxConnsPerHost,
+			MaxConnWaitTimeout:            cfg.Timeout,
+			MaxIdleConnDuration:           30 * time.Second,
+			MaxIdemponentCallAttempts:     2,
+			StreamResponseBody:            true,
+			DisableHeaderNamesNormalizing: true,
+			DisablePathNormalizing:        true,
+			// A POST is retried once only when a reused keep-alive
+			// connection turned out closed before any response byte.
+			RetryIfErr: func(_ *fasthttp.Request, attempts int, err error) (bool, bool) {
+				return false, attempts < 2 && errors.Is(err, fasthttp.ErrConnectionClosed)
+			},
+		},
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zaits_delivery_requests_total",
+			Help: "Delivery HTTP requests by result: ok or the error code.",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "zaits_delivery_request_duration_seconds",
+			Help:    "Duration of delivery HTTP requests.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+	}
+	for _, m := range []prometheus.Collector{c.requests, c.duration} {
+		if err := reg.Register(m); err != nil {
+			return nil, fmt.Errorf("delivery client metrics: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// Deliver makes one attempt. It never returns without a Result: failures
+// are classified in Result.ErrCode.
+func (c *Client) Deliver(ctx context.Context, r Request) Result {
+	now := r.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	timeout := c.cfg.Timeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+
+	req.SetRequestURI(r.URL)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetContentType("application/json")
+	req.Header.SetUserAgent(UserAgent)
+	req.SetBodyRaw(r.Body)
+	if len(r.Secrets) > 0 {
+		req.Header.SetBytesV("X-Zaits-Signature", seedSignature(nil, r.Secrets[0], r.Body))
+		req.Header.SetBytesV("webhook-signature", standardSignatures(nil, r.Secrets, r.DeliveryID, now.Unix(), r.Body))
+	}
+	req.Header.Set("X-Zaits-Event", r.EventType)
+	req.Header.Set("X-Zaits-Delivery", r.DeliveryID)
+	req.Header.Set("webhook-id", r.DeliveryID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+
+	start := time.Now()
+	var res Result
+	err := ctx.Err()
+	if err == nil {
+		err = c.hc.DoTimeout(req, resp, timeout)
+	}
+	if err != nil {
+		res = Result{ErrCode: classify(err), Err: fmt.Errorf("POST %s: %w", redact(r.URL), err)}
+	} else {
+		res.Status = resp.StatusCode()
+		// A 2xx counts even if the body was cut short.
+		body, _ := c.readBody(resp)
+		res.Excerpt = excerpt(body, c.cfg.ExcerptBytes)
+		switch {
+		case res.Status < 200 || res.Status > 299:
+			res.ErrCode = schemas.ErrCodeHTTPStatus
+			res.Err = fmt.Errorf("POST %s: %w: %d", redact(r.URL), ErrStatus, res.Status)
+			if res.Status == fasthttp.StatusTooManyRequests || res.Status == fasthttp.StatusServiceUnavailable {
+				res.RetryAfter = parseRetryAfter(resp.Header.Peek("Retry-After"), time.Now())
+			}
+		}
+	}
+	res.Latency = time.Since(start)
+	c.duration.Observe(res.Latency.Seconds())
+	if res.ErrCode == "" {
+		c.requests.WithLabelValues("ok").Inc()
+	} else {
+		c.requests.WithLabelValues(res.ErrCode).Inc()
+	}
+	return res
+}
+
+// readBody reads at most MaxResponseBytes of the streamed body; the
+// connection is reused only when the body was read to its end.
+func (c *Client) readBody(resp *fasthttp.Response) ([]byte, error) {
+	defer resp.CloseBodyStream() //nolint:errcheck
+	s := resp.BodyStream()
+	if s == nil {
+		b := resp.Body()
+		return b[:min(len(b), c.cfg.MaxResponseBytes)], nil
+	}
+	buf := make([]byte, 0, min(c.cfg.MaxResponseBytes, 4096))
+	lr := io.LimitReader(s, int64(c.cfg.MaxResponseBytes))
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			if err == io.EOF && len(buf) == c.cfg.MaxResponseBytes {
+				// Probe: a body of exactly the limit ends here and the
+				// connection stays reusable; a longer one is discarded.
+				var one [1]byte
+				s.Read(one[:]) //nolint:errcheck
+			}
+			return buf, err
+		}
+	}
+}
+
+// excerpt keeps the first n bytes of b as valid UTF-8.
+func excerpt(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+		// Drop a rune the cut split in two.
+		for i := 0; i < utf8.UTFMax-1 && len(b) > 0; i++ {
+			if r, size := utf8.DecodeLastRune(b); r != utf8.RuneError || size != 1 {
+				break
+			}
+			b = b[:len(b)-1]
+		}
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// classify maps a transport error to an ErrCode.
+func classify(err error) string {
+	var (
+		certErr    *tls.CertificateVerificationError
+		recErr     tls.RecordHeaderError
+		alertErr   tls.AlertError
+		unknownCA  x509.UnknownAuthorityError
+		hostErr    x509.HostnameError
+		invalidErr x509.CertificateInvalidError
+		netErr     net.Error
+	)
+	switch {
+	case errors.Is(err, ErrAddressRefused):
+		return schemas.ErrCodeAddressRefused
+	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &alertErr),
+		errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidErr):
+		return schemas.ErrCodeTLS
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, fasthttp.ErrNoFreeConns):
+		return schemas.ErrCodeTimeout
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return schemas.ErrCodeTimeout
+	}
+	return schemas.ErrCodeConnection
+}
+
+// redact drops the userinfo and query of a URL for error messages.
+func redact(u string) string {
+	if i := strings.IndexAny(u, "?#"); i >= 0 {
+		u = u[:i]
+	}
+	if i := strings.Index(u, "://"); i >= 0 {
+		rest := u[i+3:]
+		if at := strings.IndexByte(rest, '@'); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
+			u = u[:i+3] + rest[at+1:]
+		}
+	}
+	return u
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
+func parseRetryAfter(v []byte, now time.Time) time.Duration {
+	if len(v) == 0 {
+		return 0
+	}
+	if s, err := strconv.ParseInt(strings.TrimSpace(string(v)), 10, 64); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		return time.Duration(min(s, 7*24*3600)) * time.Second
+	}
+	if t, err := fasthttp.ParseHTTPDate(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}

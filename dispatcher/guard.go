@@ -1,0 +1,117 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// ErrAddressRefused is wrapped by a dial the address guard refused.
+var ErrAddressRefused = errors.New("address refused by the delivery address guard")
+
+// refusedNetworks are refused beyond what netip classifies (loopback,
+// private, link-local, multicast, unspecified): "this network", shared
+// address space (carrier-grade NAT), the limited broadcast and the cloud
+// metadata addresses (already link-local / private; listed for clarity).
+var refusedNetworks = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("255.255.255.255/32"),
+	netip.MustParsePrefix("169.254.169.254/32"),
+	netip.MustParsePrefix("fd00:ec2::254/128"),
+}
+
+// guard decides which addresses deliveries may connect to.
+type guard struct {
+	allow    []netip.Prefix
+	loopback bool // development mode: loopback allowed
+	resolver *net.Resolver
+}
+
+// refused returns why a is refused, or "" when it is allowed.
+func (g *guard) refused(a netip.Addr) string {
+	a = a.WithZone("")
+	u := a.Unmap() // IPv4-mapped IPv6 is judged as the IPv4 address it maps
+	for _, p := range g.allow {
+		if p.Contains(a) || p.Contains(u) {
+			return ""
+		}
+	}
+	switch {
+	case u.IsLoopback():
+		if g.loopback {
+			return ""
+		}
+		return "loopback"
+	case u.IsUnspecified():
+		return "unspecified"
+	case u.IsPrivate():
+		return "private"
+	case u.IsLinkLocalUnicast():
+		if u == netip.MustParseAddr("169.254.169.254") {
+			return "cloud metadata"
+		}
+		return "link-local"
+	case u.IsMulticast(), u.IsLinkLocalMulticast(), u.IsInterfaceLocalMulticast():
+		return "multicast"
+	}
+	for _, p := range refusedNetworks {
+		if p.Contains(u) {
+			return "reserved"
+		}
+	}
+	return ""
+}
+
+// dial resolves addr ("host:port"), refuses the forbidden addresses, and
+// connects to an address that was checked: the name is never looked up again.
+func (g *guard) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: bad port: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else {
+		ips, err = g.resolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", host, err)
+		}
+	}
+	var ok []netip.Addr
+	var why []string
+	for _, ip := range ips {
+		if r := g.refused(ip); r != "" {
+			why = append(why, ip.String()+" is "+r)
+			continue
+		}
+		ok = append(ok, ip)
+	}
+	if len(ok) == 0 {
+		return nil, fmt.Errorf("%w: %s resolves to %v", ErrAddressRefused, host, why)
+	}
+	var d net.Dialer
+	var errs []error
+	for _, ip := range ok {
+		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(ip.Unmap(), uint16(port)).String())
+		if err == nil {
+			return c, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
