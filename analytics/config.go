@@ -29,6 +29,29 @@ type Config struct {
 	ClickHousePassword flagenv.Secret
 	// ClickHouseDialTimeout. Default 3s.
 	ClickHouseDialTimeout time.Duration
+
+	// Group is the Kafka consumer group over <p>.attempts.
+	// Default empty: "<kafka.topic-prefix>.analytics".
+	Group string
+	// BatchRows flushes a batch at this many attempt records. Default 50000.
+	BatchRows int
+	// BatchInterval flushes a non-empty batch this long after its first
+	// record arrived. Default 1s.
+	BatchInterval time.Duration
+	// Retention is how long attempts are kept. Default 720h (30 days).
+	Retention time.Duration
+	// RetentionCheck is how often expired monthly partitions are dropped. Default 1h.
+	RetentionCheck time.Duration
+	// SuccessRateWindow is the window of the endpoint list's success_rate. Default 168h (7 days).
+	SuccessRateWindow time.Duration
+}
+
+// GroupID is the consumer group: Group, or "<prefix>.analytics" when empty.
+func (c *Config) GroupID() string {
+	if c.Group != "" {
+		return c.Group
+	}
+	return c.Kafka.TopicPrefix + ".analytics"
 }
 
 // RegisterFlags registers the analytics.* and clickhouse.* flags with their defaults.
@@ -39,6 +62,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClickHouseUser, "clickhouse.user", "default", "ClickHouse user")
 	fs.Var(&c.ClickHousePassword, "clickhouse.password", "ClickHouse password")
 	fs.DurationVar(&c.ClickHouseDialTimeout, "clickhouse.dial-timeout", 3*time.Second, "timeout for connecting to ClickHouse")
+	fs.StringVar(&c.Group, "analytics.group", "", "Kafka consumer group over <prefix>.attempts (default <prefix>.analytics)")
+	fs.IntVar(&c.BatchRows, "analytics.batch-rows", 50000, "attempt records per ClickHouse insert, at most")
+	fs.DurationVar(&c.BatchInterval, "analytics.batch-interval", time.Second, "longest wait before a non-empty batch is inserted")
+	fs.DurationVar(&c.Retention, "analytics.retention", 30*24*time.Hour, "how long delivery attempts are kept in ClickHouse")
+	fs.DurationVar(&c.RetentionCheck, "analytics.retention-check", time.Hour, "how often expired monthly partitions are dropped")
+	fs.DurationVar(&c.SuccessRateWindow, "analytics.success-rate-window", 7*24*time.Hour, "window of the endpoint list's success_rate")
 }
 
 var identRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]{0,63}$`)
@@ -62,6 +91,21 @@ func (c *Config) Validate() error {
 	}
 	if c.ClickHouseDialTimeout <= 0 {
 		errs = append(errs, errors.New("clickhouse.dial-timeout: must be positive"))
+	}
+	if c.BatchRows < 1 || c.BatchRows > 1_000_000 {
+		errs = append(errs, fmt.Errorf("analytics.batch-rows: %d is outside 1..1000000", c.BatchRows))
+	}
+	if c.BatchInterval <= 0 {
+		errs = append(errs, errors.New("analytics.batch-interval: must be positive"))
+	}
+	if c.Retention < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("analytics.retention: %s is shorter than one day", c.Retention))
+	}
+	if c.RetentionCheck <= 0 {
+		errs = append(errs, errors.New("analytics.retention-check: must be positive"))
+	}
+	if c.SuccessRateWindow <= 0 {
+		errs = append(errs, errors.New("analytics.success-rate-window: must be positive"))
 	}
 	return errors.Join(errs...)
 }

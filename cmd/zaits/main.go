@@ -4,6 +4,7 @@
 //	zaits dispatcher   delivers tasks to endpoints, retries through delay topics
 //	zaits analytics    writes the delivery log to ClickHouse
 //	zaits all          the three in one process (development, make run)
+//	zaits migrate      apply the ClickHouse migrations and exit
 //
 // Every flag can also be set through the environment: -kafka.brokers is
 // ZAITS_KAFKA_BROKERS. Run `zaits <subcommand> -h` for the flags.
@@ -21,6 +22,7 @@ subcommands:
   dispatcher   deliver tasks to endpoints, retry through delay topics
   analytics    write the delivery log to ClickHouse
   all          run gateway, dispatcher and analytics in one process
+  migrate      apply the ClickHouse migrations (analytics does it at start-up too)
 
 Run 'zaits <subcommand> -h' for its flags. Every flag can be set from the
 environment as ZAITS_<FLAG>, e.g. -kafka.brokers is ZAITS_KAFKA_BROKERS.
@@ -34,6 +36,8 @@ func main() {
 	switch cmd := os.Args[1]; cmd {
 	case "gateway", "dispatcher", "analytics", "all":
 		os.Exit(serve(cmd, os.Args[2:]))
+	case "migrate":
+		os.Exit(migrate(os.Args[2:]))
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 	default:

@@ -1,0 +1,374 @@
+package analytics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zaits/webhooks/schemas"
+)
+
+// Delivery is one row of GET /v1/webhooks/endpoints/{endpoint_id}/deliveries,
+// field for field as the seed. Times are RFC 3339 in UTC, whole seconds.
+type Delivery struct {
+	ID        string `json:"id"`
+	EventID   string `json:"event_id"`
+	EventType string `json:"event_type"`
+	// Status is the latest attempt's outcome: success, failed or retrying.
+	Status string `json:"status"`
+	// Attempts is the number of distinct attempts made so far.
+	Attempts int `json:"attempts"`
+	// ResponseStatus is the latest attempt's HTTP status; null without a response.
+	ResponseStatus *int `json:"response_status"`
+	// ResponseTime is the latest attempt's duration in milliseconds.
+	ResponseTime int64 `json:"response_time"`
+	// ErrorMessage is the latest attempt's error; null when it succeeded.
+	ErrorMessage *string `json:"error_message"`
+	// CreatedAt is when the event was accepted.
+	CreatedAt time.Time `json:"created_at"`
+	// LastAttempt is when the latest attempt started.
+	LastAttempt time.Time `json:"last_attempt"`
+}
+
+// AttemptDetail is one attempt of a DeliveryDetail.
+type AttemptDetail struct {
+	Attempt     int       `json:"attempt"`
+	AttemptedAt time.Time `json:"attempted_at"`
+	// Status is the attempt's outcome: success, retrying or failed.
+	Status         string  `json:"status"`
+	ResponseStatus *int    `json:"response_status"`
+	ResponseTime   int64   `json:"response_time"`
+	ErrorCode      *string `json:"error_code"`
+	ErrorMessage   *string `json:"error_message"`
+	// ResponseExcerpt is the start of the response body (at most 1 KiB).
+	ResponseExcerpt string `json:"response_excerpt"`
+	// NextRetryAt is when the next attempt is due (status retrying only).
+	NextRetryAt *time.Time `json:"next_retry_at"`
+	Test        bool       `json:"test"`
+}
+
+// DeliveryDetail is GET /v1/webhooks/endpoints/{endpoint_id}/deliveries/{delivery_id}:
+// the list row plus every attempt, oldest first.
+type DeliveryDetail struct {
+	Delivery
+	AttemptList []AttemptDetail `json:"attempt_history"`
+}
+
+// DeliveryFilter selects and pages Deliveries. Zero values: no status or
+// event-type filter, page 1, DefaultPerPage rows.
+type DeliveryFilter struct {
+	// Status is "", success, failed or retrying.
+	Status string
+	// EventType is "" or an event type.
+	EventType string
+	// Page is 1-based.
+	Page int
+	// PerPage is 1..MaxPerPage.
+	PerPage int
+}
+
+// Page sizes of Deliveries.
+const (
+	DefaultPerPage = 25
+	MaxPerPage     = 100
+)
+
+// ErrBadFilter is wrapped by History methods for invalid input (a 400).
+var ErrBadFilter = errors.New("invalid filter")
+
+// Validate reports a bad status, page or per_page (wrapping ErrBadFilter).
+func (f *DeliveryFilter) Validate() error {
+	var errs []error
+	switch f.Status {
+	case "", schemas.OutcomeSuccess, schemas.OutcomeFailed, schemas.OutcomeRetrying:
+	default:
+		errs = append(errs, fmt.Errorf("%w: status must be success, failed or retrying, not %q", ErrBadFilter, f.Status))
+	}
+	if f.Page < 0 {
+		errs = append(errs, fmt.Errorf("%w: page must be 1 or more", ErrBadFilter))
+	}
+	if f.PerPage < 0 || f.PerPage > MaxPerPage {
+		errs = append(errs, fmt.Errorf("%w: per_page must be 1..%d", ErrBadFilter, MaxPerPage))
+	}
+	return errors.Join(errs...)
+}
+
+func (f DeliveryFilter) limits() (page, perPage int) {
+	page, perPage = f.Page, f.PerPage
+	if page == 0 {
+		page = 1
+	}
+	if perPage == 0 {
+		perPage = DefaultPerPage
+	}
+	return page, perPage
+}
+
+// Stats is GET /v1/webhooks/endpoints/{endpoint_id}/stats?window=…: the
+// endpoint's deliveries accepted within the window.
+type Stats struct {
+	Window    string `json:"window"`
+	Total     int    `json:"total"`
+	Succeeded int    `json:"success"`
+	Failed    int    `json:"failed"`
+	Retrying  int    `json:"retrying"`
+	// SuccessRate is success / (success + failed); null when both are 0.
+	SuccessRate *float64 `json:"success_rate"`
+	// Attempts counts the distinct attempts of those deliveries.
+	Attempts int `json:"attempts"`
+	// ResponseTime holds attempt-duration percentiles in ms; null without attempts.
+	ResponseTime *Percentiles `json:"response_time"`
+}
+
+// Percentiles of attempt durations, in milliseconds.
+type Percentiles struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+}
+
+// Summary is what the endpoint list shows for one endpoint.
+type Summary struct {
+	// LastDelivery is the latest attempt's start; null when there was none.
+	LastDelivery *time.Time `json:"last_delivery"`
+	// SuccessRate is successful / finished (success + failed) deliveries
+	// accepted within the window; null when none finished.
+	SuccessRate *float64 `json:"success_rate"`
+}
+
+// History answers the delivery-log questions of the gateway. Every method
+// reads only the rows of the given account AND endpoint(s).
+type History struct {
+	conn    driver.Conn
+	db      string
+	seconds *prometheus.HistogramVec
+	sql     map[string]string
+}
+
+// NewHistory reads the delivery log in database db through conn. Its
+// metric is zaits_analytics_query_seconds{query}.
+func NewHistory(conn driver.Conn, db string, reg prometheus.Registerer) (*History, error) {
+	h := &History{conn: conn, db: db, sql: map[string]string{}}
+	h.seconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "zaits_analytics_query_seconds",
+		Help:    "Duration of delivery-log queries.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	}, []string{"query"})
+	if err := reg.Register(h.seconds); err != nil {
+		return nil, fmt.Errorf("analytics history metrics: %w", err)
+	}
+	for name, stmt := range statements {
+		h.sql[name] = inDB(stmt, db)
+	}
+	return h, nil
+}
+
+func (h *History) observe(name string, start time.Time) {
+	h.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
+}
+
+// Deliveries returns one page of an endpoint's deliveries, newest first
+// (by created_at, then id), and the number of deliveries matching f.
+func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, f DeliveryFilter) ([]Delivery, int, error) {
+	if err := f.Validate(); err != nil {
+		return nil, 0, err
+	}
+	defer h.observe("deliveries", time.Now())
+	page, perPage := f.limits()
+	var total uint64
+	if err := h.conn.QueryRow(ctx, h.sql["deliveries_total"], accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("count deliveries: %w", err)
+	}
+	out := []Delivery{}
+	if offset := (page - 1) * perPage; uint64(offset) < total {
+		rows, err := h.conn.Query(ctx, h.sql["deliveries"], accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status, perPage, offset)
+		if err != nil {
+			return nil, 0, fmt.Errorf("list deliveries: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				d             Delivery
+				attempts      uint64
+				status        uint16
+				latency       uint32
+				errMsg        string
+				created, last time.Time
+			)
+			if err := rows.Scan(&d.ID, &d.EventID, &d.EventType, &d.Status, &attempts, &status, &latency, &errMsg, &created, &last); err != nil {
+				return nil, 0, fmt.Errorf("list deliveries: %w", err)
+			}
+			d.Attempts, d.ResponseStatus, d.ResponseTime, d.ErrorMessage = int(attempts), statusPtr(status), int64(latency), strPtr(errMsg)
+			d.CreatedAt, d.LastAttempt = created.UTC(), last.UTC()
+			out = append(out, d)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, 0, fmt.Errorf("list deliveries: %w", err)
+		}
+	}
+	return out, int(total), nil
+}
+
+// Delivery returns one delivery with every attempt; found is false when the
+// account's endpoint has no such delivery.
+func (h *History) Delivery(ctx context.Context, accountID, endpointID, deliveryID string) (DeliveryDetail, bool, error) {
+	defer h.observe("delivery", time.Now())
+	rows, err := h.conn.Query(ctx, h.sql["delivery_attempts"], accountID, endpointID, deliveryID)
+	if err != nil {
+		return DeliveryDetail{}, false, fmt.Errorf("delivery attempts: %w", err)
+	}
+	defer rows.Close()
+	d := DeliveryDetail{Delivery: Delivery{ID: deliveryID}, AttemptList: []AttemptDetail{}}
+	for rows.Next() {
+		var (
+			a                             AttemptDetail
+			n, status                     uint16
+			latency                       uint32
+			eventID, eventType, code, msg string
+			accepted, attempted, next     time.Time
+			test                          uint8
+		)
+		if err := rows.Scan(&n, &eventID, &eventType, &a.Status, &status, &latency, &code, &msg, &a.ResponseExcerpt, &accepted, &attempted, &next, &test); err != nil {
+			return DeliveryDetail{}, false, fmt.Errorf("delivery attempts: %w", err)
+		}
+		a.Attempt, a.AttemptedAt, a.ResponseStatus, a.ResponseTime = int(n), attempted.UTC(), statusPtr(status), int64(latency)
+		a.ErrorCode, a.ErrorMessage, a.Test = strPtr(code), strPtr(msg), test == 1
+		if next.Unix() > 0 {
+			t := next.UTC()
+			a.NextRetryAt = &t
+		}
+		if len(d.AttemptList) == 0 {
+			d.EventID, d.EventType, d.CreatedAt = eventID, eventType, accepted.UTC()
+		}
+		d.AttemptList = append(d.AttemptList, a)
+	}
+	if err := rows.Err(); err != nil {
+		return DeliveryDetail{}, false, fmt.Errorf("delivery attempts: %w", err)
+	}
+	if len(d.AttemptList) == 0 {
+		return DeliveryDetail{}, false, nil
+	}
+	// The summary is the list row's: the latest attempt decides (rows are
+	// ordered by attempt number; within one the latest copy was chosen).
+	latest := d.AttemptList[len(d.AttemptList)-1]
+	d.Status, d.Attempts, d.ResponseStatus, d.ResponseTime, d.ErrorMessage = latest.Status, len(d.AttemptList), latest.ResponseStatus, latest.ResponseTime, latest.ErrorMessage
+	for _, a := range d.AttemptList {
+		if a.AttemptedAt.After(d.LastAttempt) {
+			d.LastAttempt = a.AttemptedAt
+		}
+	}
+	return d, true, nil
+}
+
+// Stats counts an endpoint's deliveries accepted within window (ending now)
+// by status, with the success rate and attempt-duration percentiles.
+func (h *History) Stats(ctx context.Context, accountID, endpointID string, window time.Duration) (Stats, error) {
+	if window <= 0 {
+		return Stats{}, fmt.Errorf("%w: window must be positive", ErrBadFilter)
+	}
+	defer h.observe("stats", time.Now())
+	since := time.Now().Add(-window).Unix()
+	s := Stats{Window: window.String()}
+	var ok, failed, retrying uint64
+	if err := h.conn.QueryRow(ctx, h.sql["status_counts"], accountID, endpointID, since).Scan(&ok, &failed, &retrying); err != nil {
+		return Stats{}, fmt.Errorf("status counts: %w", err)
+	}
+	s.Succeeded, s.Failed, s.Retrying = int(ok), int(failed), int(retrying)
+	s.Total = s.Succeeded + s.Failed + s.Retrying
+	s.SuccessRate = rate(ok, ok+failed)
+	var attempts uint64
+	var q []float64
+	if err := h.conn.QueryRow(ctx, h.sql["latency"], accountID, endpointID, since).Scan(&attempts, &q); err != nil {
+		return Stats{}, fmt.Errorf("latency percentiles: %w", err)
+	}
+	s.Attempts = int(attempts)
+	if attempts > 0 && len(q) == 3 {
+		s.ResponseTime = &Percentiles{P50: q[0], P95: q[1], P99: q[2]}
+	}
+	return s, nil
+}
+
+// Summaries returns, for each of the account's endpointIDs that has
+// deliveries, its last delivery and its success rate over deliveries
+// accepted within window. Endpoints without any are absent from the map
+// (both fields null).
+func (h *History) Summaries(ctx context.Context, accountID string, endpointIDs []string, window time.Duration) (map[string]Summary, error) {
+	out := map[string]Summary{}
+	if len(endpointIDs) == 0 {
+		return out, nil
+	}
+	if window <= 0 {
+		return nil, fmt.Errorf("%w: window must be positive", ErrBadFilter)
+	}
+	defer h.observe("summaries", time.Now())
+	ids := make([]any, len(endpointIDs))
+	for i, id := range endpointIDs {
+		ids[i] = id
+	}
+	set := clickhouse.GroupSet{Value: ids}
+	rows, err := h.conn.Query(ctx, h.sql["last_delivery"], accountID, set)
+	if err != nil {
+		return nil, fmt.Errorf("last deliveries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var last time.Time
+		if err := rows.Scan(&id, &last); err != nil {
+			return nil, fmt.Errorf("last deliveries: %w", err)
+		}
+		last = last.UTC()
+		out[id] = Summary{LastDelivery: &last}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("last deliveries: %w", err)
+	}
+	rows.Close()
+	rows, err = h.conn.Query(ctx, h.sql["success_counts"], accountID, set, time.Now().Add(-window).Unix())
+	if err != nil {
+		return nil, fmt.Errorf("success rates: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var ok, finished uint64
+		if err := rows.Scan(&id, &ok, &finished); err != nil {
+			return nil, fmt.Errorf("success rates: %w", err)
+		}
+		s := out[id]
+		s.SuccessRate = rate(ok, finished)
+		out[id] = s
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("success rates: %w", err)
+	}
+	return out, nil
+}
+
+func rate(n, of uint64) *float64 {
+	if of == 0 {
+		return nil
+	}
+	r := float64(n) / float64(of)
+	return &r
+}
+
+func statusPtr(s uint16) *int {
+	if s == 0 {
+		return nil
+	}
+	v := int(s)
+	return &v
+}
+
+func strPtr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,355 @@
+package analytics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/goccy/go-json"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/zaits/webhooks/schemas"
+)
+
+// writer moves attempt records from the consumer group over <p>.attempts
+// into ClickHouse: one INSERT per batch (BatchRows records or BatchInterval
+// after the first one), offsets committed only after the insert succeeded.
+// While ClickHouse fails it retries the same batch with backoff and reads
+// nothing more, so the backlog stays in Kafka. Malformed records are
+// counted, logged and skipped (their offsets are committed with the batch).
+type writer struct {
+	log    *slog.Logger
+	conn   driver.Conn
+	insert string
+	reader *kafka.Reader
+	rows   int
+	every  time.Duration
+	m      writerMetrics
+
+	// lastErr is the most recent insert failure, nil after a success:
+	// the "delivery-log" readiness check reports it.
+	lastErr atomic.Pointer[error]
+	// lag is the last known lag per partition (writer goroutine only).
+	lag map[int]int64
+}
+
+type writerMetrics struct {
+	rows, bad, insertErrors, commitErrors prometheus.Counter
+	batch, latency                        prometheus.Histogram
+	lag                                   prometheus.Gauge
+}
+
+func newWriterMetrics(reg prometheus.Registerer) (writerMetrics, error) {
+	m := writerMetrics{
+		rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zaits_analytics_rows_inserted_total", Help: "Attempt records inserted into ClickHouse.",
+		}),
+		bad: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zaits_analytics_bad_messages_total", Help: "Malformed <p>.attempts messages skipped.",
+		}),
+		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zaits_analytics_insert_errors_total", Help: "Failed ClickHouse inserts (each is retried).",
+		}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zaits_analytics_commit_errors_total", Help: "Failed offset commits (the records are re-read and deduplicated).",
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "zaits_analytics_batch_rows", Help: "Rows per ClickHouse insert.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10),
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "zaits_analytics_insert_seconds", Help: "Duration of successful ClickHouse inserts.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "zaits_analytics_consumer_lag", Help: "Records in <p>.attempts not yet read, summed over the partitions this process reads.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.rows, m.bad, m.insertErrors, m.commitErrors, m.batch, m.latency, m.lag} {
+		if err := reg.Register(c); err != nil {
+			return m, fmt.Errorf("analytics metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func newWriter(cfg Config, log *slog.Logger, conn driver.Conn, m writerMetrics) *writer {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        cfg.Kafka.BrokerList(),
+		GroupID:        cfg.GroupID(),
+		Topic:          cfg.Kafka.Topic(schemas.TopicAttempts),
+		MinBytes:       1,
+		MaxBytes:       16 << 20,
+		MaxWait:        250 * time.Millisecond,
+		QueueCapacity:  min(cfg.BatchRows, 10000),
+		CommitInterval: 0, // CommitMessages commits synchronously, once per batch
+		StartOffset:    kafka.FirstOffset,
+		Dialer:         &kafka.Dialer{Timeout: cfg.Kafka.DialTimeout, ClientID: "zaits-analytics"},
+		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "err", fmt.Sprintf(f, a...)) }),
+	})
+	return &writer{
+		log:    log,
+		conn:   conn,
+		insert: inDB(sqlInsertAttempts, cfg.ClickHouseDatabase),
+		reader: r,
+		rows:   cfg.BatchRows,
+		every:  cfg.BatchInterval,
+		m:      m,
+		lag:    map[int]int64{},
+	}
+}
+
+// run consumes until ctx ends; a batch whose insert has not succeeded by
+// then is left uncommitted in Kafka.
+func (w *writer) run(ctx context.Context) {
+	var b columns
+	for ctx.Err() == nil {
+		msgs, err := w.collect(ctx, &b)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.log.Warn("reading attempts", "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if b.len() > 0 && !w.insertWithRetry(ctx, &b) {
+			return
+		}
+		w.commit(ctx, msgs)
+	}
+}
+
+// collect fills b with the next batch and returns its messages (the valid
+// and the malformed ones, for the commit).
+func (w *writer) collect(ctx context.Context, b *columns) ([]kafka.Message, error) {
+	b.reset()
+	first, err := w.reader.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msgs := []kafka.Message{first}
+	w.add(b, first)
+	bctx, cancel := context.WithTimeout(ctx, w.every)
+	defer cancel()
+	for len(msgs) < w.rows {
+		m, err := w.reader.FetchMessage(bctx)
+		if err != nil {
+			if bctx.Err() != nil && ctx.Err() == nil {
+				break // the batch interval is over
+			}
+			return nil, err
+		}
+		msgs = append(msgs, m)
+		w.add(b, m)
+	}
+	return msgs, nil
+}
+
+func (w *writer) add(b *columns, m kafka.Message) {
+	w.lag[m.Partition] = max(m.HighWaterMark-m.Offset-1, 0)
+	var a schemas.Attempt
+	err := json.Unmarshal(m.Value, &a)
+	if err == nil {
+		err = validAttempt(&a)
+	}
+	if err != nil {
+		w.m.bad.Inc()
+		w.log.Warn("skipping malformed attempt record", "partition", m.Partition, "offset", m.Offset, "err", err)
+		return
+	}
+	b.add(&a)
+}
+
+// errBadAttempt is wrapped by validAttempt.
+var errBadAttempt = errors.New("malformed attempt record")
+
+func validAttempt(a *schemas.Attempt) error {
+	switch {
+	case a.AccountID == "" || a.EndpointID == "" || a.DeliveryID == "":
+		return fmt.Errorf("%w: account_id, endpoint_id and delivery_id are required", errBadAttempt)
+	case a.Attempt < 1 || a.Attempt > 65535:
+		return fmt.Errorf("%w: attempt %d is outside 1..65535", errBadAttempt, a.Attempt)
+	case a.Outcome != schemas.OutcomeSuccess && a.Outcome != schemas.OutcomeFailed && a.Outcome != schemas.OutcomeRetrying:
+		return fmt.Errorf("%w: outcome %q", errBadAttempt, a.Outcome)
+	case a.AttemptedAt.IsZero():
+		return fmt.Errorf("%w: attempted_at is required", errBadAttempt)
+	}
+	return nil
+}
+
+// insertWithRetry inserts b, retrying with backoff until it succeeds
+// (true) or ctx ends (false).
+func (w *writer) insertWithRetry(ctx context.Context, b *columns) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := w.insertOnce(ctx, b)
+		if err == nil {
+			w.m.latency.Observe(time.Since(start).Seconds())
+			w.m.rows.Add(float64(b.len()))
+			w.m.batch.Observe(float64(b.len()))
+			w.lastErr.Store(nil)
+			var lag int64
+			for _, l := range w.lag {
+				lag += l
+			}
+			w.m.lag.Set(float64(lag))
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		w.m.insertErrors.Inc()
+		w.lastErr.Store(&err)
+		w.log.Warn("clickhouse insert failed; the batch stays in Kafka and is retried", "rows", b.len(), "err", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (w *writer) insertOnce(ctx context.Context, b *columns) error {
+	batch, err := w.conn.PrepareBatch(ctx, w.insert)
+	if err != nil {
+		return fmt.Errorf("prepare insert: %w", err)
+	}
+	if err := b.appendTo(batch); err != nil {
+		_ = batch.Abort()
+		return fmt.Errorf("append insert columns: %w", err)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send insert: %w", err)
+	}
+	return nil
+}
+
+// commit commits the batch's offsets, retrying a few times. A commit that
+// still fails only means the records are read (and deduplicated) again.
+func (w *writer) commit(ctx context.Context, msgs []kafka.Message) {
+	backoff := 100 * time.Millisecond
+	for try := 1; ; try++ {
+		err := w.reader.CommitMessages(ctx, msgs...)
+		if err == nil {
+			return
+		}
+		w.m.commitErrors.Inc()
+		if ctx.Err() != nil || try == 5 {
+			w.log.Warn("offset commit failed; the batch will be read again and deduplicated", "err", err)
+			return
+		}
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff *= 2
+	}
+}
+
+// ready is the "delivery-log" readiness check: the last insert failed.
+func (w *writer) ready(context.Context) error {
+	if p := w.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// columns is a batch in column form, appended to the insert column by column.
+type columns struct {
+	accountID, endpointID, deliveryID, eventID, eventType, outcome []string
+	errorCode, errMsg, excerpt                                     []string
+	attempt, httpStatus                                            []uint16
+	latency                                                        []uint32
+	test                                                           []uint8
+	acceptedAt, eventCreated, attemptedAt, nextRetryAt, insertedAt []time.Time
+}
+
+func (c *columns) len() int { return len(c.deliveryID) }
+
+func (c *columns) reset() {
+	*c = columns{
+		accountID: c.accountID[:0], endpointID: c.endpointID[:0], deliveryID: c.deliveryID[:0],
+		eventID: c.eventID[:0], eventType: c.eventType[:0], outcome: c.outcome[:0],
+		errorCode: c.errorCode[:0], errMsg: c.errMsg[:0], excerpt: c.excerpt[:0],
+		attempt: c.attempt[:0], httpStatus: c.httpStatus[:0], latency: c.latency[:0], test: c.test[:0],
+		acceptedAt: c.acceptedAt[:0], eventCreated: c.eventCreated[:0], attemptedAt: c.attemptedAt[:0],
+		nextRetryAt: c.nextRetryAt[:0], insertedAt: c.insertedAt[:0],
+	}
+}
+
+// maxExcerpt bounds the stored response excerpt (bytes).
+const maxExcerpt = 1024
+
+func (c *columns) add(a *schemas.Attempt) {
+	now := time.Now().UTC()
+	accepted := a.AcceptedAt
+	if accepted.IsZero() {
+		accepted = a.AttemptedAt
+	}
+	var next time.Time
+	if a.NextRetryAt != nil {
+		next = *a.NextRetryAt
+	} else {
+		next = time.Unix(0, 0)
+	}
+	excerpt := a.ResponseExcerpt
+	if len(excerpt) > maxExcerpt {
+		excerpt = excerpt[:maxExcerpt]
+	}
+	var test uint8
+	if a.Test {
+		test = 1
+	}
+	c.accountID = append(c.accountID, a.AccountID)
+	c.endpointID = append(c.endpointID, a.EndpointID)
+	c.acceptedAt = append(c.acceptedAt, accepted)
+	c.deliveryID = append(c.deliveryID, a.DeliveryID)
+	c.attempt = append(c.attempt, uint16(a.Attempt))
+	c.eventID = append(c.eventID, a.EventID)
+	c.eventType = append(c.eventType, a.EventType)
+	c.outcome = append(c.outcome, a.Outcome)
+	c.httpStatus = append(c.httpStatus, uint16(min(max(a.HTTPStatus, 0), 65535)))
+	c.latency = append(c.latency, uint32(min(max(a.LatencyMS, 0), 1<<32-1)))
+	c.errorCode = append(c.errorCode, a.ErrorCode)
+	c.errMsg = append(c.errMsg, a.Error)
+	c.excerpt = append(c.excerpt, excerpt)
+	c.test = append(c.test, test)
+	c.eventCreated = append(c.eventCreated, time.Unix(max(a.EventCreated, 0), 0))
+	c.attemptedAt = append(c.attemptedAt, a.AttemptedAt)
+	c.nextRetryAt = append(c.nextRetryAt, next)
+	c.insertedAt = append(c.insertedAt, now)
+}
+
+// appendTo appends the columns in sqlInsertAttempts' column order.
+func (c *columns) appendTo(b driver.Batch) error {
+	cols := []any{
+		c.accountID, c.endpointID, c.acceptedAt, c.deliveryID, c.attempt, c.eventID, c.eventType, c.outcome,
+		c.httpStatus, c.latency, c.errorCode, c.errMsg, c.excerpt, c.test, c.eventCreated, c.attemptedAt,
+		c.nextRetryAt, c.insertedAt,
+	}
+	for i, v := range cols {
+		if err := b.Column(i).Append(v); err != nil {
+			return fmt.Errorf("column %d: %w", i, err)
+		}
+	}
+	return nil
+}
