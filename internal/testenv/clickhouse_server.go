@@ -25,7 +25,9 @@ type ClickHouseServer struct {
 }
 
 // ClickHouseBinary is the server binary (ZAITS_CLICKHOUSE_SERVER, default /usr/sbin/clickhouse-server).
-func ClickHouseBinary() string { return envOr("ZAITS_CLICKHOUSE_SERVER", "/usr/sbin/clickhouse-server") }
+func ClickHouseBinary() string {
+	return envOr("ZAITS_CLICKHOUSE_SERVER", "/usr/sbin/clickhouse-server")
+}
 
 // StartClickHouse starts a private server and stops it when the test ends.
 func StartClickHouse(t testing.TB) *ClickHouseServer {
