@@ -27,9 +27,8 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Dispatcher, e
 		return nil, err
 	}
 	d := &Dispatcher{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log)}
-	kc := cfg.Kafka.Client()
 	topic := cfg.Kafka.Topic(schemas.TopicDeliveries)
-	d.ops.AddCheck("kafka", func(ctx context.Context) error { return broker.Ping(ctx, kc, topic) })
+	d.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, topic) })
 	return d, nil
 }
 

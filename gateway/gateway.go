@@ -43,9 +43,8 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 		return nil, err
 	}
 	g := &Gateway{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), reg: reg, store: store}
-	kc := cfg.Kafka.Client()
 	endpointsTopic := cfg.Kafka.Topic(schemas.TopicEndpoints)
-	g.ops.AddCheck("kafka", func(ctx context.Context) error { return broker.Ping(ctx, kc, endpointsTopic) })
+	g.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, endpointsTopic) })
 
 	r := router.New()
 	g.routes(r)

@@ -62,7 +62,7 @@ func TestReadyzFollowsKafka(t *testing.T) {
 	down := *kc
 	down.Brokers = "127.0.0.1:1"
 	down.DialTimeout = 500 * time.Millisecond
-	g.ops.AddCheck("kafka", func(ctx context.Context) error { return broker.Ping(ctx, down.Client(), "x") })
+	g.ops.AddCheck("kafka", func(ctx context.Context) error { return down.Ping(ctx, "x") })
 	start := time.Now()
 	code, body := get(t, "http://"+g.OpsAddr()+"/readyz")
 	if code != 503 || !strings.Contains(body, `"kafka"`) {

@@ -5,7 +5,8 @@
 #
 # Environment: ZAITS_STATE_DIR (default .state), ZAITS_KAFKA_PORT (9092),
 # ZAITS_KAFKA_CONTROLLER_PORT (9093), ZAITS_KAFKA_HEAP (1g),
-# ZAITS_KAFKA_START_TIMEOUT (seconds, 90).
+# ZAITS_KAFKA_START_TIMEOUT (seconds, 90), ZAITS_KAFKA_LIBS (jar folder, default
+# $ZAITS_STATE_DIR/kafka/libs; tests point a private broker at the shared jars).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -18,7 +19,7 @@ HEAP="${ZAITS_KAFKA_HEAP:-1g}"
 TIMEOUT="${ZAITS_KAFKA_START_TIMEOUT:-90}"
 
 DIR="$STATE_DIR/kafka"
-LIBS="$DIR/libs"
+LIBS="${ZAITS_KAFKA_LIBS:-$DIR/libs}"
 DATA="$DIR/data"
 PIDFILE="$DIR/kafka.pid"
 LOGFILE="$DIR/logs/server.log"

@@ -30,22 +30,30 @@ func (c *Config) Client() *kafka.Client {
 	}
 }
 
-// Ping asks the cluster for the metadata of topic (a full name) and fails
-// unless the broker answers and the topic exists. It is the Kafka readiness check.
-func Ping(ctx context.Context, cl *kafka.Client, topic string) error {
-	resp, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return fmt.Errorf("kafka metadata request: %w", err)
-	}
-	if len(resp.Brokers) == 0 {
-		return errors.New("kafka metadata: no brokers")
-	}
-	for _, t := range resp.Topics {
-		if t.Name == topic && t.Error != nil {
-			return fmt.Errorf("kafka topic %s: %w", topic, t.Error)
+// Ping opens a fresh connection to a broker and asks for the metadata of
+// topic (a full name); it fails unless the broker answers and the topic
+// exists. It is the Kafka readiness check. (kafka.Client would answer
+// metadata requests from its transport's cache, even with the broker gone.)
+func (c *Config) Ping(ctx context.Context, topic string) error {
+	d := kafka.Dialer{Timeout: c.DialTimeout, ClientID: "zaits-ping"}
+	var errs []error
+	for _, addr := range c.BrokerList() {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
+		if dl, ok := ctx.Deadline(); ok {
+			conn.SetDeadline(dl)
+		}
+		_, err = conn.ReadPartitions(topic)
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("kafka metadata of %s from %s: %w", topic, addr, err)
+		}
+		return nil
 	}
-	return nil
+	return fmt.Errorf("kafka: no broker answers: %w", errors.Join(errs...))
 }
 
 // ErrPartitionMismatch is returned by EnsureTopics when an existing topic has
@@ -213,17 +221,21 @@ func RandomSuffix(n int) string {
 // Offsets returns, per partition of topic (a full name), the first offset
 // and the high-water mark (the offset the next message will get).
 func Offsets(ctx context.Context, cl *kafka.Client, topic string) (first, last map[int]int64, err error) {
-	for attempt := 0; ; attempt++ {
+	// A broker that just started (or a topic just created) can drop the
+	// connection or answer "not leader" for a moment: retry for a bounded time.
+	deadline := time.Now().Add(15 * time.Second)
+	backoff := 50 * time.Millisecond
+	for {
 		first, last, err = offsets(ctx, cl, topic)
-		var kerr kafka.Error
-		if err == nil || attempt == 20 || !errors.As(err, &kerr) || !kerr.Temporary() {
+		if err == nil || time.Now().After(deadline) {
 			return first, last, err
 		}
 		select {
 		case <-ctx.Done():
 			return nil, nil, err
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, time.Second)
 	}
 }
 

@@ -109,7 +109,7 @@ func TestPingFailsWhenBrokerIsDown(t *testing.T) {
 	cfg := &broker.Config{Brokers: "127.0.0.1:1", DialTimeout: 500 * time.Millisecond}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := broker.Ping(ctx, cfg.Client(), "x.events"); err == nil {
+	if err := cfg.Ping(ctx, "x.events"); err == nil {
 		t.Fatal("Ping of a closed port succeeded")
 	}
 }
