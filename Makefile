@@ -12,14 +12,14 @@ TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
 
 export ZAITS_STATE_DIR := $(STATE)
 
-.PHONY: run test stop stack build lint tools
+.PHONY: run test stop stack build lint tools chdb
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground (Ctrl-C stops)
 run: stack build
 	$(BIN) all -dev $(RUN_FLAGS)
 
 ## test: start the stack if needed, then go vet and every test, integration tests included
-test: tools stack
+test: tools stack chdb
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
 
@@ -40,6 +40,14 @@ lint: tools
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+## chdb: a Python virtualenv with chdb-core (ClickHouse 26.x in-process); the analytics
+## tests prove every ClickHouse migration and query on it as well as on the 18.16 server
+chdb: $(STATE)/venv/.chdb-core-26.9.0
+$(STATE)/venv/.chdb-core-26.9.0:
+	python3 -m venv $(STATE)/venv
+	$(STATE)/venv/bin/pip install --quiet --disable-pip-version-check chdb-core==26.9.0
+	touch $@
 
 tools:
 	@deploy/local/toolchain.sh
