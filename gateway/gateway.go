@@ -13,8 +13,11 @@ import (
 
 	"github.com/fasthttp/router"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
 
+	"github.com/zaits/webhooks/analytics"
+	"github.com/zaits/webhooks/dispatcher"
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/ops"
@@ -28,6 +31,20 @@ type Gateway struct {
 	ops   *ops.Server
 	reg   prometheus.Registerer
 	store *endpoint.Store
+
+	// Management API (management.go).
+	keys     keyring
+	limiter  *limiter
+	devKey   string // the printed development key (Dev only)
+	delivery *dispatcher.Client
+	attempts *kafka.Writer
+	history  *analytics.History
+	// historyConn closes the delivery log's ClickHouse connection.
+	historyConn func() error
+
+	// Event ingestion (ingest.go) and the router (fanout.go).
+	ingest *ingester
+	fanout *fanout
 
 	srv *fasthttp.Server
 	ln  net.Listener
@@ -45,6 +62,12 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 	g := &Gateway{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), reg: reg, store: store}
 	endpointsTopic := cfg.Kafka.Topic(schemas.TopicEndpoints)
 	g.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, endpointsTopic) })
+	counts := newEventCounters(reg)
+	g.ingest = newIngester(cfg.Ingest, cfg.Kafka, counts, reg)
+	g.fanout = newFanout(cfg.Fanout, cfg.Kafka, store, counts, log, reg)
+	if err := g.initManagement(); err != nil {
+		return nil, err
+	}
 
 	r := router.New()
 	g.routes(r)
@@ -92,6 +115,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 	}()
 	g.log.Info("gateway serving", "api", ln.Addr().String(), "ops", g.ops.Addr())
+	g.announceDevKey()
+	if !g.cfg.Fanout.Disabled {
+		g.fanout.Start() // after the store caught up: routing sees every endpoint
+	}
 	return nil
 }
 
@@ -113,6 +140,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	if g.ln != nil {
 		errs = append(errs, g.srv.ShutdownWithContext(ctx))
 	}
-	errs = append(errs, g.store.Stop(), g.ops.Stop(ctx))
+	errs = append(errs, g.fanout.Stop(ctx), g.ingest.close())
+	errs = append(errs, g.stopManagement(), g.store.Stop(), g.ops.Stop(ctx))
 	return errors.Join(errs...)
 }

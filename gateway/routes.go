@@ -5,6 +5,24 @@ import (
 )
 
 // routes registers every route of the public API: the one place to read
-// what the gateway serves.
+// what the gateway serves. schemas/openapi.json documents each of them.
 func (g *Gateway) routes(r *router.Router) {
+	// Management API: an account API key (see account in auth.go).
+	r.POST("/v1/webhooks/endpoints", g.account(g.createEndpoint))
+	r.GET("/v1/webhooks/endpoints", g.account(g.listEndpoints))
+	r.GET("/v1/webhooks/endpoints/{endpoint_id}", g.account(g.getEndpoint))
+	r.PUT("/v1/webhooks/endpoints/{endpoint_id}", g.account(g.updateEndpoint))
+	r.DELETE("/v1/webhooks/endpoints/{endpoint_id}", g.account(g.deleteEndpoint))
+	r.POST("/v1/webhooks/endpoints/{endpoint_id}/test", g.account(g.testEndpoint))
+	r.POST("/v1/webhooks/endpoints/{endpoint_id}/secret/rotate", g.account(g.rotateSecret))
+	r.GET("/v1/webhooks/endpoints/{endpoint_id}/deliveries", g.account(g.listDeliveries))
+	r.GET("/v1/webhooks/endpoints/{endpoint_id}/deliveries/{delivery_id}", g.account(g.getDelivery))
+	r.GET("/v1/webhooks/endpoints/{endpoint_id}/stats", g.account(g.endpointStats))
+	r.GET("/v1/webhooks/events", g.account(g.listEvents))
+	// The contract itself, public.
+	r.GET("/v1/openapi.json", g.openAPI)
+
+	// Event ingestion (ingest*.go).
+	r.POST("/v1/events", g.postEvent)
+	r.POST("/v1/events/batch", g.postEventBatch)
 }

@@ -1,0 +1,154 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/zaits/webhooks/internal/endpoint"
+)
+
+// principal is who made a request.
+type principal struct {
+	// AccountID is the account an API key belongs to; empty for a service token.
+	AccountID string
+	// Service marks an ingestion service token: it may post events for any
+	// account and may not use the management API.
+	Service bool
+	// key names the credential (account or service name and a hash prefix):
+	// the rate limiter's bucket and a safe log value.
+	key string
+}
+
+// credential is one configured key: its owner and the SHA-256 of the key.
+type credential struct {
+	owner string
+	hash  [sha256.Size]byte
+}
+
+// DevAccount is the account of the key printed in development mode.
+const DevAccount = "acct_dev"
+
+var ownerRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// parseCredentials parses "<owner>:<sha256 hex>,..." (the gateway.api-keys
+// and gateway.service-tokens flags).
+func parseCredentials(flag, s string) ([]credential, error) {
+	var out []credential
+	var errs []error
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		owner, hexHash, ok := strings.Cut(item, ":")
+		var c credential
+		n, err := hex.Decode(c.hash[:], []byte(hexHash))
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("%s: entry %d is not <owner>:<sha256 hex>", flag, len(out)+len(errs)+1))
+		case !ownerRE.MatchString(owner):
+			errs = append(errs, fmt.Errorf("%s: owner %q must be 1-64 letters, digits, '_', '.' or '-'", flag, owner))
+		case err != nil || n != sha256.Size || len(hexHash) != 2*sha256.Size:
+			errs = append(errs, fmt.Errorf("%s: the hash of %q is not 64 hex digits (configure the SHA-256 of the key, never the key)", flag, owner))
+		default:
+			c.owner = owner
+			out = append(out, c)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// keyring holds the configured credentials.
+type keyring struct {
+	accounts []credential
+	services []credential
+}
+
+// find returns the credential whose hash matches sha256(token). Every
+// configured hash is compared, in constant time, whatever matches.
+func find(creds []credential, sum [sha256.Size]byte) (credential, bool) {
+	var found credential
+	hit := 0
+	for _, c := range creds {
+		eq := subtle.ConstantTimeCompare(c.hash[:], sum[:])
+		if eq == 1 && hit == 0 {
+			found = c
+		}
+		hit |= eq
+	}
+	return found, hit == 1
+}
+
+// lookup resolves a presented token to a principal.
+func (k *keyring) lookup(token []byte) (principal, bool) {
+	sum := sha256.Sum256(token)
+	a, okA := find(k.accounts, sum)
+	s, okS := find(k.services, sum)
+	switch {
+	case okA:
+		return principal{AccountID: a.owner, key: a.owner + ":" + hex.EncodeToString(a.hash[:4])}, true
+	case okS:
+		return principal{Service: true, key: "service:" + s.owner + ":" + hex.EncodeToString(s.hash[:4])}, true
+	}
+	return principal{}, false
+}
+
+// MintKey returns a fresh API key (or service token) and its configuration
+// entry "<owner>:<sha256 hex>". The key is shown once; only the entry is kept.
+func MintKey(owner string, service bool) (key, entry string, err error) {
+	if !ownerRE.MatchString(owner) {
+		return "", "", fmt.Errorf("%q: an account or service name is 1-64 letters, digits, '_', '.' or '-'", owner)
+	}
+	prefix := "zk_"
+	if service {
+		prefix = "zst_"
+	}
+	key = prefix + endpoint.RandomString(32)
+	sum := sha256.Sum256([]byte(key))
+	return key, owner + ":" + hex.EncodeToString(sum[:]), nil
+}
+
+var bearer = []byte("Bearer ")
+
+// authenticate resolves the request's "Authorization: Bearer <token>" to
+// an account API key or an ingestion service token. It writes nothing;
+// callers answer 401 (or 403) themselves when ok is false.
+func (g *Gateway) authenticate(ctx *fasthttp.RequestCtx) (p principal, ok bool) {
+	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	if len(h) <= len(bearer) || !bytes.EqualFold(h[:len(bearer)], bearer) {
+		return principal{}, false
+	}
+	return g.keys.lookup(bytes.TrimSpace(h[len(bearer):]))
+}
+
+// account wraps a management handler: it requires an account API key
+// (401 otherwise, 403 for a service token), applies the key's rate limit
+// (429 with Retry-After), and passes the account on.
+func (g *Gateway) account(h func(ctx *fasthttp.RequestCtx, account string)) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		p, ok := g.authenticate(ctx)
+		if !ok {
+			ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="zaits"`)
+			writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid API key is required: Authorization: Bearer <api key>")
+			return
+		}
+		if p.Service {
+			writeError(ctx, fasthttp.StatusForbidden, "forbidden", "service tokens may only post events; the management API needs an account API key")
+			return
+		}
+		if wait, ok := g.limiter.allow(p.key); !ok {
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, fmt.Sprint(wait))
+			writeError(ctx, fasthttp.StatusTooManyRequests, "rate_limited", fmt.Sprintf("too many requests for this API key; retry after %d s", wait))
+			return
+		}
+		h(ctx, p.AccountID)
+	}
+}

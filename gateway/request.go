@@ -1,0 +1,380 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"mime"
+	"net/netip"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
+
+	"github.com/zaits/webhooks/schemas"
+)
+
+// Request limits of the management API.
+const (
+	// MaxBodyBytes bounds a management request body; larger is 413.
+	MaxBodyBytes = 64 << 10
+	// MaxURLLength bounds an endpoint URL, in bytes.
+	MaxURLLength = 2048
+	// MaxDescriptionLength bounds a description, in characters.
+	MaxDescriptionLength = 512
+	// MaxEvents bounds the subscriptions of one endpoint.
+	MaxEvents = 100
+	// MaxPerPage bounds per_page on every list.
+	MaxPerPage = 100
+	// DefaultPerPage is per_page when not given.
+	DefaultPerPage = 25
+)
+
+// requestError is a 4xx answer: status, stable code, message, field issues.
+type requestError struct {
+	status  int
+	code    string
+	message string
+	details []FieldIssue
+}
+
+func (e *requestError) Error() string { return e.code + ": " + e.message }
+
+func (e *requestError) write(ctx *fasthttp.RequestCtx) {
+	writeError(ctx, e.status, e.code, e.message, e.details...)
+}
+
+func invalid(details ...FieldIssue) *requestError {
+	msg := "the request is invalid"
+	if len(details) > 0 {
+		msg = details[0].Field + ": " + details[0].Issue
+		if len(details) > 1 {
+			msg += fmt.Sprintf(" (and %d more problems)", len(details)-1)
+		}
+	}
+	return &requestError{status: fasthttp.StatusBadRequest, code: "validation_error", message: msg, details: details}
+}
+
+// endpointInput is the body of create and update: every field optional at
+// the decoding level; nil means "not given" (JSON null counts as not given).
+type endpointInput struct {
+	URL         *string
+	Events      []string
+	EventsSet   bool
+	Description *string
+	Active      *bool
+	Ordering    *string
+}
+
+// urlPolicy is what the deployment allows in endpoint URLs.
+type urlPolicy struct {
+	AllowHTTP    bool // http:// besides https://
+	AllowPrivate bool // literal loopback, private and link-local addresses, "localhost"
+}
+
+// checkBody enforces the body size and the JSON content type.
+func checkBody(ctx *fasthttp.RequestCtx) *requestError {
+	body := ctx.PostBody()
+	if len(body) > MaxBodyBytes {
+		return &requestError{status: fasthttp.StatusRequestEntityTooLarge, code: "payload_too_large",
+			message: fmt.Sprintf("the request body is %d bytes; at most %d are accepted", len(body), MaxBodyBytes)}
+	}
+	if len(body) > 0 && !isJSON(ctx.Request.Header.ContentType()) {
+		return &requestError{status: fasthttp.StatusUnsupportedMediaType, code: "unsupported_media_type",
+			message: fmt.Sprintf("Content-Type must be application/json, got %q", ctx.Request.Header.ContentType())}
+	}
+	return nil
+}
+
+func isJSON(ct []byte) bool {
+	mt, _, err := mime.ParseMediaType(string(ct))
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// decodeObject decodes body as one JSON object whose keys must all be in
+// allowed; each value is kept raw for typed decoding by the caller.
+func decodeObject(body []byte, allowed ...string) (map[string]json.RawMessage, *requestError) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, &requestError{status: fasthttp.StatusBadRequest, code: "invalid_json", message: "the request body must be a JSON object"}
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) || (err == nil && obj == nil) {
+			return nil, &requestError{status: fasthttp.StatusBadRequest, code: "invalid_json", message: "the request body must be a JSON object"}
+		}
+		return nil, &requestError{status: fasthttp.StatusBadRequest, code: "invalid_json", message: "the request body is not valid JSON"}
+	}
+	var unknown []FieldIssue
+	for k := range obj {
+		if !contains(allowed, k) {
+			unknown = append(unknown, FieldIssue{Field: k, Issue: "unknown field"})
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Slice(unknown, func(i, j int) bool { return unknown[i].Field < unknown[j].Field })
+		return nil, invalid(unknown...)
+	}
+	return obj, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func nullValue(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// field decodes obj[name] into dst unless it is absent or null; it reports
+// whether a value was set, or appends a type issue.
+func field[T any](obj map[string]json.RawMessage, name, want string, dst *T, issues *[]FieldIssue) bool {
+	raw, ok := obj[name]
+	if !ok || nullValue(raw) {
+		return false
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		*issues = append(*issues, FieldIssue{Field: name, Issue: "must be " + want})
+		return false
+	}
+	return true
+}
+
+// decodeEndpoint decodes and validates a create (create=true) or update body.
+func decodeEndpoint(body []byte, create bool, pol urlPolicy) (endpointInput, *requestError) {
+	var in endpointInput
+	obj, rerr := decodeObject(body, "url", "events", "description", "active", "ordering")
+	if rerr != nil {
+		return in, rerr
+	}
+	var issues []FieldIssue
+	var s string
+	if field(obj, "url", "a string", &s, &issues) {
+		in.URL = &s
+	}
+	in.EventsSet = field(obj, "events", "an array of strings", &in.Events, &issues)
+	var d string
+	if field(obj, "description", "a string", &d, &issues) {
+		in.Description = &d
+	}
+	var a bool
+	if field(obj, "active", "a boolean", &a, &issues) {
+		in.Active = &a
+	}
+	var o string
+	if field(obj, "ordering", `"default" or "strict"`, &o, &issues) {
+		in.Ordering = &o
+	}
+	if len(issues) > 0 {
+		return in, invalid(issues...)
+	}
+
+	if in.URL != nil {
+		if issue := checkURL(*in.URL, pol); issue != "" {
+			issues = append(issues, FieldIssue{Field: "url", Issue: issue})
+		}
+	} else if create {
+		issues = append(issues, FieldIssue{Field: "url", Issue: "is required"})
+	}
+	if in.EventsSet {
+		issues = append(issues, checkEvents(in.Events)...)
+	} else if create {
+		issues = append(issues, FieldIssue{Field: "events", Issue: "is required"})
+	}
+	if in.Description != nil {
+		if n := utf8.RuneCountInString(*in.Description); n > MaxDescriptionLength {
+			issues = append(issues, FieldIssue{Field: "description", Issue: fmt.Sprintf("must be at most %d characters, got %d", MaxDescriptionLength, n)})
+		}
+	}
+	if in.Ordering != nil && *in.Ordering != schemas.OrderingDefault && *in.Ordering != schemas.OrderingStrict {
+		issues = append(issues, FieldIssue{Field: "ordering", Issue: `must be "default" or "strict"`})
+	}
+	if !create && len(obj) == 0 {
+		issues = append(issues, FieldIssue{Field: "body", Issue: "must change at least one of url, events, description, active, ordering"})
+	}
+	if len(issues) > 0 {
+		return in, invalid(issues...)
+	}
+	return in, nil
+}
+
+// checkURL returns why u is not an acceptable endpoint URL, or "".
+func checkURL(u string, pol urlPolicy) string {
+	if len(u) > MaxURLLength {
+		return fmt.Sprintf("must be at most %d characters, got %d", MaxURLLength, len(u))
+	}
+	if strings.ContainsFunc(u, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "must not contain spaces or control characters"
+	}
+	p, err := url.Parse(u)
+	if err != nil {
+		return "is not a valid URL"
+	}
+	switch {
+	case !p.IsAbs() || p.Opaque != "" || p.Host == "":
+		return "must be an absolute URL such as https://example.com/webhooks"
+	case p.Scheme == "http" && !pol.AllowHTTP, p.Scheme != "https" && p.Scheme != "http":
+		return "must use https"
+	case p.User != nil:
+		return "must not contain user information"
+	case p.Fragment != "" || strings.Contains(u, "#"):
+		return "must not contain a fragment"
+	}
+	host := p.Hostname()
+	if host == "" {
+		return "must name a host"
+	}
+	if port := p.Port(); port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return "has an invalid port"
+		}
+	}
+	if pol.AllowPrivate {
+		return ""
+	}
+	lh := strings.ToLower(strings.TrimSuffix(host, "."))
+	if lh == "localhost" || strings.HasSuffix(lh, ".localhost") {
+		return "must not be a loopback address"
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ip = ip.Unmap()
+		switch {
+		case ip.IsLoopback():
+			return "must not be a loopback address"
+		case ip.IsPrivate():
+			return "must not be a private address"
+		case ip.IsLinkLocalUnicast(), ip.IsLinkLocalMulticast():
+			return "must not be a link-local address"
+		case ip.IsUnspecified(), ip.IsMulticast(), ip.IsInterfaceLocalMulticast():
+			return "must be a unicast address"
+		}
+	}
+	return ""
+}
+
+// checkEvents validates a subscription list.
+func checkEvents(events []string) []FieldIssue {
+	if len(events) == 0 {
+		return []FieldIssue{{Field: "events", Issue: "must contain at least one event type"}}
+	}
+	if len(events) > MaxEvents {
+		return []FieldIssue{{Field: "events", Issue: fmt.Sprintf("must contain at most %d entries", MaxEvents)}}
+	}
+	var issues []FieldIssue
+	seen := make(map[string]bool, len(events))
+	for i, e := range events {
+		f := fmt.Sprintf("events[%d]", i)
+		switch {
+		case seen[e]:
+			issues = append(issues, FieldIssue{Field: f, Issue: fmt.Sprintf("duplicate event type %q", e)})
+		case !schemas.IsSubscription(e):
+			issues = append(issues, FieldIssue{Field: f, Issue: fmt.Sprintf("%q is not an event type of GET /v1/webhooks/events nor a wildcard such as \"document.*\" or \"*\"", clip(e, 100))})
+		}
+		seen[e] = true
+	}
+	return issues
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// decodeTest decodes the optional body of POST …/test: {"event_type": …}.
+func decodeTest(body []byte) (string, *requestError) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return schemas.TestEventType, nil
+	}
+	obj, rerr := decodeObject(body, "event_type")
+	if rerr != nil {
+		return "", rerr
+	}
+	var issues []FieldIssue
+	et := schemas.TestEventType
+	field(obj, "event_type", "a string", &et, &issues)
+	if len(issues) == 0 && et != schemas.TestEventType && !schemas.IsEventType(et) {
+		issues = append(issues, FieldIssue{Field: "event_type", Issue: fmt.Sprintf("%q is neither \"test\" nor an event type of GET /v1/webhooks/events", clip(et, 100))})
+	}
+	if len(issues) > 0 {
+		return "", invalid(issues...)
+	}
+	return et, nil
+}
+
+// pageParams are the page and per_page query parameters.
+type pageParams struct{ page, perPage int }
+
+// parsePage reads page (default 1, ≥ 1) and per_page (default 25, 1..100).
+func parsePage(args *fasthttp.Args, issues *[]FieldIssue) pageParams {
+	p := pageParams{page: 1, perPage: DefaultPerPage}
+	if args.Has("page") {
+		n, err := strconv.Atoi(string(args.Peek("page")))
+		if err != nil || n < 1 {
+			*issues = append(*issues, FieldIssue{Field: "page", Issue: "must be a whole number of at least 1"})
+		} else {
+			p.page = n
+		}
+	}
+	if args.Has("per_page") {
+		n, err := strconv.Atoi(string(args.Peek("per_page")))
+		if err != nil || n < 1 || n > MaxPerPage {
+			*issues = append(*issues, FieldIssue{Field: "per_page", Issue: fmt.Sprintf("must be a whole number from 1 to %d", MaxPerPage)})
+		} else {
+			p.perPage = n
+		}
+	}
+	return p
+}
+
+// bounds returns the slice bounds of this page within total items.
+func (p pageParams) bounds(total int) (lo, hi int) {
+	lo = min(total, (p.page-1)*p.perPage)
+	if p.page-1 > total/p.perPage { // avoids overflow for huge page numbers
+		lo = total
+	}
+	return lo, min(total, lo+p.perPage)
+}
+
+// parseBool reads an optional boolean query parameter ("true" or "false").
+func parseBool(args *fasthttp.Args, name string, issues *[]FieldIssue) *bool {
+	if !args.Has(name) {
+		return nil
+	}
+	switch string(args.Peek(name)) {
+	case "true":
+		v := true
+		return &v
+	case "false":
+		v := false
+		return &v
+	}
+	*issues = append(*issues, FieldIssue{Field: name, Issue: `must be "true" or "false"`})
+	return nil
+}
+
+// parseIfMatch reads the optional If-Match header: the endpoint version the
+// client last saw, as `3`, `"3"` or `W/"3"`. 0 means "not given".
+func parseIfMatch(ctx *fasthttp.RequestCtx) (int64, *requestError) {
+	h := strings.TrimSpace(string(ctx.Request.Header.Peek(fasthttp.HeaderIfMatch)))
+	if h == "" {
+		return 0, nil
+	}
+	v := strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, invalid(FieldIssue{Field: "If-Match", Issue: "must be the endpoint's version, a whole number of at least 1"})
+	}
+	return n, nil
+}
