@@ -1,0 +1,180 @@
+package analytics
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/ops"
+	"github.com/zaits/webhooks/internal/testenv"
+	"github.com/zaits/webhooks/schemas"
+	chschema "github.com/zaits/webhooks/schemas/clickhouse"
+)
+
+func TestMigrateIsIdempotentAndRecorded(t *testing.T) {
+	conn, db := testenv.ClickHouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for range 2 {
+		if err := Migrate(ctx, conn, db, 30, testLogger(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var version string
+	if err := conn.QueryRow(ctx, sqlVersion).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	modern, err := chschema.Modern(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := chschema.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint32
+	for _, m := range all {
+		if !m.Modern || modern {
+			want = append(want, uint32(m.Version))
+		}
+	}
+	var got []uint32
+	rows, err := conn.Query(ctx, "SELECT version FROM "+db+".schema_migrations ORDER BY version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, v)
+	}
+	rows.Close()
+	if !reflect.DeepEqual(got, want) { // once each, although Migrate ran twice
+		t.Errorf("recorded migrations %v, want %v (server %s)", got, want, version)
+	}
+	var engine, sortingKey string
+	if err := conn.QueryRow(ctx, "SELECT engine, create_table_query FROM system.tables WHERE database = ? AND name = 'attempts'", db).Scan(&engine, &sortingKey); err != nil {
+		t.Fatal(err)
+	}
+	if engine != "ReplacingMergeTree" || !strings.Contains(sortingKey, "ORDER BY (account_id, endpoint_id, accepted_at, delivery_id, attempt)") {
+		t.Errorf("attempts table: %s %s", engine, sortingKey)
+	}
+}
+
+func TestMigrationFilesParse(t *testing.T) {
+	ms, err := chschema.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) < 2 || ms[0].Version != 1 || ms[0].Modern || !ms[1].Modern {
+		t.Fatalf("migrations = %+v", ms)
+	}
+	f := func(in string, want []string) {
+		t.Helper()
+		if got := chschema.Split(in); !reflect.DeepEqual(got, want) {
+			t.Errorf("Split(%q) = %q, want %q", in, got, want)
+		}
+	}
+	f("-- c\nSELECT 1\n;\n\nSELECT 2\n", []string{"SELECT 1", "SELECT 2"})
+	f("-- only a comment\n;\n", nil)
+	g := func(version string, want bool) {
+		t.Helper()
+		if got, err := chschema.Modern(version); err != nil || got != want {
+			t.Errorf("Modern(%q) = %v, %v; want %v", version, got, err, want)
+		}
+	}
+	g("18.16.1", false)
+	g("19.17.4.11", false)
+	g("20.1.2.4", true)
+	g("26.9.2.1", true)
+	if _, err := chschema.Modern("banana"); err == nil {
+		t.Error("Modern(banana): no error")
+	}
+}
+
+// Retention on servers without TTL drops whole expired months only.
+func TestDropExpiredPartitions(t *testing.T) {
+	conn, db := testenv.ClickHouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := Migrate(ctx, conn, db, 30, testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	var b columns
+	for i, accepted := range []time.Time{
+		time.Date(2026, 9, 30, 23, 0, 0, 0, time.UTC), // month ended 50 days before now: dropped
+		time.Date(2026, 10, 25, 0, 0, 0, 0, time.UTC), // 26 days old, and October ended 19 days ago: kept
+		now.Add(-time.Hour),
+	} {
+		a := attemptOf("acc", "we", "evt"+string(rune('a'+i)), "t", 1, schemas.OutcomeSuccess, 200, 1, accepted)
+		b.add(&a)
+	}
+	w := &writer{conn: conn, insert: inDB(sqlInsertAttempts, db)}
+	if err := w.insertOnce(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	dropped, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now)
+	if err != nil || !reflect.DeepEqual(dropped, []int{202609}) {
+		t.Fatalf("dropped %v, %v; want [202609]", dropped, err)
+	}
+	if again, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now); err != nil || len(again) != 0 {
+		t.Errorf("second run dropped %v, %v", again, err)
+	}
+	h, err := NewHistory(conn, db, ops.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, total, err := h.Deliveries(ctx, "acc", "we", DeliveryFilter{})
+	if err != nil || total != 2 || ids(list)[1] != "evtb" {
+		t.Errorf("after retention: %v total %d, %v", ids(list), total, err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	f := func(mutate func(*Config), want string) {
+		t.Helper()
+		var c Config
+		c.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
+		kc := &broker.Config{}
+		kc.RegisterFlags(flag.NewFlagSet("k", flag.ContinueOnError))
+		c.Kafka = kc
+		mutate(&c)
+		err := c.Validate()
+		if want == "" {
+			if err != nil {
+				t.Errorf("Validate() = %v, want nil", err)
+			}
+			return
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %q", err, want)
+		}
+	}
+	f(func(*Config) {}, "")
+	f(func(c *Config) { c.BatchRows = 0 }, "analytics.batch-rows")
+	f(func(c *Config) { c.BatchInterval = 0 }, "analytics.batch-interval")
+	f(func(c *Config) { c.Retention = time.Hour }, "analytics.retention")
+	f(func(c *Config) { c.SuccessRateWindow = -time.Hour }, "analytics.success-rate-window")
+	f(func(c *Config) { c.RetentionCheck = 0 }, "analytics.retention-check")
+	f(func(c *Config) { c.ClickHouseDatabase = "a-b" }, "clickhouse.database")
+	var c Config
+	c.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
+	if c.BatchRows != 50000 || c.BatchInterval != time.Second || c.Retention != 30*24*time.Hour || c.SuccessRateWindow != 7*24*time.Hour || c.RetentionDays() != 30 {
+		t.Errorf("defaults: %+v", c)
+	}
+	c.Kafka = &broker.Config{TopicPrefix: "p"}
+	if c.GroupID() != "p.analytics" {
+		t.Errorf("GroupID() = %q", c.GroupID())
+	}
+	if err := validAttempt(&schemas.Attempt{}); !errors.Is(err, errBadAttempt) {
+		t.Errorf("validAttempt(empty) = %v", err)
+	}
+}
