@@ -135,7 +135,7 @@ func Ingest(cfg *IngestConfig) suite.Scenario {
 				closed, open := runs[0], runs[1]
 				res.Headline = append(res.Headline,
 					suite.Metric{Name: p + " accepted (closed loop)", Value: closed.UnitsPerSecond, Unit: "events/s"},
-					suite.Metric{Name: p + " p99 at " + load.Thousands(open.TargetRate*float64(max(1, batchOf(cfg, p)))) + " events/s", Value: float64(open.Latency.P99) / 1000, Unit: "ms"})
+					suite.Metric{Name: p + " p99 at " + load.Thousands(open.TargetRate*float64(batchOf(cfg, p))) + " events/s (open loop)", Value: float64(open.Latency.P99) / 1000, Unit: "ms"})
 			}
 			if ran == 0 {
 				res.Status, res.Reason = "skipped", "no ingest path could run (see notes)"
@@ -206,21 +206,19 @@ func ingestKafka(ctx context.Context, env *suite.Env, cfg *IngestConfig) ([]*sui
 		}
 	}
 	path := "Kafka produce → " + topic + " (acks=all)"
-	return closedAndOpen(ctx, env, cfg, "kafka", path, cfg.KafkaRate/float64(cfg.BatchSize), newOp)
+	return closedAndOpen(ctx, env, cfg, "kafka", path, cfg.KafkaRate, cfg.BatchSize, newOp)
 }
 
-// closedAndOpen runs newOp closed loop, then open loop at opsRate.
-func closedAndOpen(ctx context.Context, env *suite.Env, cfg *IngestConfig, label, path string, opsRate float64, newOp func(workers int) load.Op) ([]*suite.Measurement, error) {
+// closedAndOpen runs newOp (size events per operation) closed loop, then
+// open loop at eventRate events/s.
+func closedAndOpen(ctx context.Context, env *suite.Env, cfg *IngestConfig, label, path string, eventRate float64, size int, newOp func(workers int) load.Op) ([]*suite.Measurement, error) {
 	sc := env.Config
 	var out []*suite.Measurement
 	for _, plan := range []load.Plan{
 		{Name: label + " closed-loop", Concurrency: cfg.Concurrency},
-		{Name: label + " open-loop", Concurrency: cfg.OpenConcurrency, Rate: opsRate},
+		{Name: label + " open-loop " + load.Thousands(eventRate) + " events/s", Concurrency: cfg.OpenConcurrency, Rate: eventRate / float64(size)},
 	} {
 		plan.Warmup, plan.Duration, plan.Progress, plan.Unit = sc.Warmup, sc.Duration, env.Progress, "events"
-		if plan.Rate > 0 {
-			plan.Name += " " + load.Thousands(plan.Rate) + " req/s"
-		}
 		st, err := load.Run(ctx, plan, newOp(plan.Concurrency))
 		if err != nil {
 			return out, err
@@ -332,7 +330,7 @@ func ingestHTTP(ctx context.Context, env *suite.Env, cfg *IngestConfig, batch bo
 		}
 	}
 	path := "HTTP POST " + strings.TrimPrefix(target, sc.GatewayURL)
-	runs, err := closedAndOpen(ctx, env, cfg, label, path, rate/float64(size), newOp)
+	runs, err := closedAndOpen(ctx, env, cfg, label, path, rate, size, newOp)
 	return runs, "", err
 }
 

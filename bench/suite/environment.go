@@ -19,15 +19,15 @@ import (
 
 // Environment describes the machine and the system a run measured.
 type Environment struct {
-	Host       string `json:"host"`
-	CPU        string `json:"cpu"`
-	Cores      int    `json:"cores"`
+	Host       string  `json:"host"`
+	CPU        string  `json:"cpu"`
+	Cores      int     `json:"cores"`
 	MemoryGiB  float64 `json:"memory_gib"`
-	Kernel     string `json:"kernel"`
-	Go         string `json:"go"`
-	Kafka      string `json:"kafka"`
-	ClickHouse string `json:"clickhouse"`
-	GitCommit  string `json:"git_commit"`
+	Kernel     string  `json:"kernel"`
+	Go         string  `json:"go"`
+	Kafka      string  `json:"kafka"`
+	ClickHouse string  `json:"clickhouse"`
+	GitCommit  string  `json:"git_commit"`
 	// LoadAvg is /proc/loadavg at the start: other work on the machine skews results.
 	LoadAvg string `json:"loadavg"`
 	// Topics are the partition counts of the system's topics (<prefix>.*) as Kafka reports them.
