@@ -14,9 +14,10 @@ export ZAITS_STATE_DIR := $(STATE)
 
 .PHONY: run test stop stack build lint tools chdb
 
-## run: start Kafka + ClickHouse if needed, build, run all components in the foreground (Ctrl-C stops)
-run: stack build
-	$(BIN) all -dev $(RUN_FLAGS)
+## run: start Kafka + ClickHouse if needed, build, run all components in the foreground;
+## Ctrl-C stops the system and the servers this run started
+run: build
+	deploy/local/run.sh $(BIN) $(RUN_FLAGS)
 
 ## test: start the stack if needed, then go vet and every test, integration tests included
 test: tools stack chdb

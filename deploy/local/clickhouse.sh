@@ -103,7 +103,7 @@ start() {
   fi
   write_config
   log "starting ClickHouse on 127.0.0.1:$PORT (data $DIR/data)"
-  nohup "$(server_bin)" --config-file="$DIR/config.xml" > "$DIR/logs/stdout.log" 2>&1 < /dev/null &
+  setsid nohup "$(server_bin)" --config-file="$DIR/config.xml" > "$DIR/logs/stdout.log" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
   if ! wait_for "$TIMEOUT" ready; then
     log "ClickHouse did not answer SELECT 1 within ${TIMEOUT}s; last lines of its log:"

@@ -96,7 +96,7 @@ start() {
   write_config
   format_once
   log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$PORT (heap $HEAP, data $DATA)"
-  KAFKA_LOG_DIR="$DIR/logs" nohup java -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  KAFKA_LOG_DIR="$DIR/logs" setsid nohup java -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true -Dkafka.logs.dir="$DIR/logs" \
     -Dlog4j2.configurationFile="$HERE/log4j2.yaml" \
     -cp "$(classpath)" kafka.Kafka "$DIR/server.properties" \
