@@ -1,0 +1,396 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/goccy/go-json"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/valyala/fasthttp"
+
+	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/schemas"
+)
+
+// Ingestion limits.
+const (
+	// MaxBatchEvents bounds the events of one POST /v1/events/batch.
+	MaxBatchEvents = 1000
+	// MaxBatchBytes bounds the body of POST /v1/events/batch; larger is 413.
+	MaxBatchBytes = 5 << 20
+	// MaxEventBytes bounds the body of POST /v1/events: the data limit plus
+	// room for the other fields.
+	MaxEventBytes = schemas.MaxEventDataBytes + 8<<10
+)
+
+// IngestConfig configures POST /v1/events and /v1/events/batch.
+type IngestConfig struct {
+	// Timeout bounds the wait for Kafka's acknowledgement of a request's
+	// events; when it passes, the answer is 503 with Retry-After. Default 5s.
+	Timeout time.Duration
+	// Linger is how long the event writer waits to fill a batch; concurrent
+	// requests share batches. Default 1ms.
+	Linger time.Duration
+	// RetryAfter is the Retry-After of a 503. Default 1s.
+	RetryAfter time.Duration
+}
+
+// RegisterFlags registers the gateway.ingest-* flags with their defaults.
+func (c *IngestConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.Timeout, "gateway.ingest-timeout", 5*time.Second, "how long an event request waits for Kafka's acks=all before answering 503")
+	fs.DurationVar(&c.Linger, "gateway.ingest-linger", time.Millisecond, "how long the event writer waits to fill a batch (concurrent requests share batches)")
+	fs.DurationVar(&c.RetryAfter, "gateway.ingest-retry-after", time.Second, "Retry-After of a 503 when Kafka did not acknowledge in time")
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *IngestConfig) Validate() error {
+	var errs []error
+	if c.Timeout < 100*time.Millisecond || c.Timeout > time.Minute {
+		errs = append(errs, fmt.Errorf("gateway.ingest-timeout: must be 100ms..1m, got %s", c.Timeout))
+	}
+	if c.Linger < 0 || c.Linger > time.Second {
+		errs = append(errs, fmt.Errorf("gateway.ingest-linger: must be 0..1s, got %s", c.Linger))
+	}
+	if c.RetryAfter < time.Second || c.RetryAfter > time.Hour {
+		errs = append(errs, fmt.Errorf("gateway.ingest-retry-after: must be 1s..1h, got %s", c.RetryAfter))
+	}
+	return errors.Join(errs...)
+}
+
+// eventCounters count events accepted and rejected on both paths into
+// <p>.events: "http" (this API) and "kafka" (producers writing to the topic,
+// counted by the router).
+type eventCounters struct {
+	accepted *prometheus.CounterVec // path
+	rejected *prometheus.CounterVec // path, reason
+}
+
+func newEventCounters(reg prometheus.Registerer) *eventCounters {
+	c := &eventCounters{
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zaits_gateway_events_accepted_total",
+			Help: "Events accepted into <p>.events, by path (http: acknowledged by Kafka; kafka: valid messages the router read)."}, []string{"path"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zaits_gateway_events_rejected_total",
+			Help: "Events rejected, by path and reason (the first invalid field, json, forbidden, too_large, unavailable, key, empty)."}, []string{"path", "reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(c.accepted, c.rejected)
+	}
+	return c
+}
+
+// reasonLabel is the metric label of a validation failure: the first
+// invalid field of the catalogue of fields, "unknown_field" or "json".
+func reasonLabel(issues []FieldIssue) string {
+	f := issues[0].Field
+	switch {
+	case f == "":
+		return "json"
+	case eventFields[f]:
+		return f
+	}
+	return "unknown_field"
+}
+
+// ingester writes events to <p>.events and answers once Kafka acknowledged
+// them (acks=all). One writer serves every request: concurrent requests'
+// events share Kafka batches, so a single-event request costs a share of a
+// produce round trip, not one of its own.
+type ingester struct {
+	cfg     IngestConfig
+	writer  *kafka.Writer
+	counts  *eventCounters
+	latency *prometheus.HistogramVec
+}
+
+func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg prometheus.Registerer) *ingester {
+	w := kc.NewWriter(kc.Topic(schemas.TopicEvents), cfg.Linger)
+	w.BatchSize = 5000
+	in := &ingester{cfg: cfg, writer: w, counts: counts,
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zaits_gateway_ingest_request_seconds",
+			Help:    "Duration of event requests, from decoding to the answer (Kafka's acknowledgement included), by route.",
+			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"route"}),
+	}
+	if reg != nil {
+		reg.MustRegister(in.latency)
+	}
+	return in
+}
+
+func (in *ingester) close() error { return in.writer.Close() }
+
+// ingestAuth authenticates an event request: an account API key or a
+// service token. It answers 401 itself when ok is false.
+func (g *Gateway) ingestAuth(ctx *fasthttp.RequestCtx) (principal, bool) {
+	p, ok := g.authenticate(ctx)
+	if !ok {
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="zaits"`)
+		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid API key or service token is required: Authorization: Bearer <key>")
+		g.ingest.counts.rejected.WithLabelValues("http", "unauthorized").Inc()
+	}
+	return p, ok
+}
+
+// postEvent is POST /v1/events.
+func (g *Gateway) postEvent(ctx *fasthttp.RequestCtx) {
+	if p, ok := g.ingestAuth(ctx); ok {
+		g.ingest.single(ctx, p)
+	}
+}
+
+// postEventBatch is POST /v1/events/batch.
+func (g *Gateway) postEventBatch(ctx *fasthttp.RequestCtx) {
+	if p, ok := g.ingestAuth(ctx); ok {
+		g.ingest.batch(ctx, p)
+	}
+}
+
+// itemError is why one event was not accepted.
+type itemError struct {
+	status  int
+	code    string
+	message string
+	details []FieldIssue
+}
+
+// prepare validates one event for p and encodes its <p>.events message.
+func (in *ingester) prepare(b []byte, p principal, now time.Time) (kafka.Message, string, *itemError) {
+	ev, issues := parseEvent(b, p.AccountID)
+	if len(issues) > 0 {
+		in.counts.rejected.WithLabelValues("http", reasonLabel(issues)).Inc()
+		if issues[0].Field == "" {
+			return kafka.Message{}, "", &itemError{status: fasthttp.StatusBadRequest, code: "invalid_json", message: "the event must be a JSON object"}
+		}
+		return kafka.Message{}, "", &itemError{status: fasthttp.StatusBadRequest, code: "validation_error", message: issuesText(issues), details: issues}
+	}
+	if !p.Service && ev.AccountID != p.AccountID {
+		in.counts.rejected.WithLabelValues("http", "forbidden").Inc()
+		return kafka.Message{}, "", &itemError{status: fasthttp.StatusForbidden, code: "forbidden",
+			message: "an account API key may publish events only for its own account; omit account_id or use a service token",
+			details: []FieldIssue{{Field: "account_id", Issue: "is not the account of this API key"}}}
+	}
+	if ev.ID == "" {
+		ev.ID = newEventID()
+	}
+	if ev.Created == 0 {
+		ev.Created = now.Unix()
+	}
+	value, err := json.Marshal(&ev)
+	if err != nil { // data was validated as JSON; this cannot happen
+		return kafka.Message{}, "", &itemError{status: fasthttp.StatusBadRequest, code: "validation_error", message: "data: " + err.Error(),
+			details: []FieldIssue{{Field: "data", Issue: "is not valid JSON"}}}
+	}
+	return kafka.Message{
+		Key:     []byte(ev.AccountID), // copies: nothing of the request outlives the handler
+		Value:   value,
+		Headers: []kafka.Header{{Key: headerIngest, Value: []byte("http")}},
+	}, ev.ID, nil
+}
+
+// produce writes msgs and waits for acks=all, at most Timeout. It returns
+// per message whether it was stored: all nil on success; a non-nil entry
+// for each message Kafka did not acknowledge (all of them on a timeout).
+func (in *ingester) produce(msgs []kafka.Message) []error {
+	ctx, cancel := context.WithTimeout(context.Background(), in.cfg.Timeout)
+	defer cancel()
+	errs := make([]error, len(msgs))
+	err := in.writer.WriteMessages(ctx, msgs...)
+	if err == nil {
+		return errs
+	}
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) && len(werrs) == len(msgs) {
+		copy(errs, werrs)
+		return errs
+	}
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+func (in *ingester) unavailable(ctx *fasthttp.RequestCtx, n int) {
+	in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(n))
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(in.cfg.RetryAfter.Seconds())))
+	writeError(ctx, fasthttp.StatusServiceUnavailable, "unavailable",
+		"Kafka did not acknowledge the events in time; nothing was accepted, retry after the Retry-After seconds (send your own event ids to make retries idempotent)")
+}
+
+type acceptedEvent struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+type okEnvelope struct {
+	Success bool `json:"success"`
+	Data    any  `json:"data"`
+}
+
+func checkIngestBody(ctx *fasthttp.RequestCtx, limit int) *requestError {
+	body := ctx.PostBody()
+	if len(body) > limit {
+		return &requestError{status: fasthttp.StatusRequestEntityTooLarge, code: "payload_too_large",
+			message: fmt.Sprintf("the request body is %d bytes; at most %d are accepted", len(body), limit)}
+	}
+	if !isJSON(ctx.Request.Header.ContentType()) {
+		return &requestError{status: fasthttp.StatusUnsupportedMediaType, code: "unsupported_media_type",
+			message: fmt.Sprintf("Content-Type must be application/json, got %q", ctx.Request.Header.ContentType())}
+	}
+	return nil
+}
+
+// single answers POST /v1/events: 202 {"id", "status": "accepted"} once
+// Kafka acknowledged the event.
+func (in *ingester) single(ctx *fasthttp.RequestCtx, p principal) {
+	start := time.Now()
+	defer func() { in.latency.WithLabelValues("event").Observe(time.Since(start).Seconds()) }()
+	if rerr := checkIngestBody(ctx, MaxEventBytes); rerr != nil {
+		in.counts.rejected.WithLabelValues("http", "too_large").Inc()
+		rerr.write(ctx)
+		return
+	}
+	msg, id, ierr := in.prepare(ctx.PostBody(), p, start)
+	if ierr != nil {
+		writeError(ctx, ierr.status, ierr.code, ierr.message, ierr.details...)
+		return
+	}
+	if err := in.produce([]kafka.Message{msg})[0]; err != nil {
+		in.unavailable(ctx, 1)
+		return
+	}
+	in.counts.accepted.WithLabelValues("http").Inc()
+	writeJSON(ctx, fasthttp.StatusAccepted, okEnvelope{Success: true, Data: acceptedEvent{ID: id, Status: "accepted"}})
+}
+
+// batchResult is the outcome of one event of a batch, by its index.
+type batchResult struct {
+	Index  int       `json:"index"`
+	Status string    `json:"status"` // "accepted" or "rejected"
+	ID     string    `json:"id,omitempty"`
+	Error  *apiError `json:"error,omitempty"`
+	status int       // the item's own HTTP status, for the answer's status
+}
+
+type batchData struct {
+	Accepted int           `json:"accepted"`
+	Rejected int           `json:"rejected"`
+	Results  []batchResult `json:"results"`
+}
+
+// batch answers POST /v1/events/batch, body {"events": [...]}, with one
+// result per event, in order, each with its index:
+//
+//   - 202: every event accepted (stored with acks=all);
+//   - 207: some accepted, the others rejected with their error (their
+//     status tells which to fix and which to retry: validation_error and
+//     forbidden must be fixed, unavailable may be retried as is);
+//   - 400 / 403: nothing accepted because every event is invalid /
+//     forbidden; the error envelope lists each problem as events[i].field;
+//   - 503 + Retry-After: Kafka acknowledged nothing in time.
+//
+// Errors of the batch itself (not JSON, no events array, more than 1,000
+// events, over 5 MiB) are answered with the error envelope and accept nothing.
+func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
+	start := time.Now()
+	defer func() { in.latency.WithLabelValues("batch").Observe(time.Since(start).Seconds()) }()
+	if rerr := checkIngestBody(ctx, MaxBatchBytes); rerr != nil {
+		in.counts.rejected.WithLabelValues("http", "too_large").Inc()
+		rerr.write(ctx)
+		return
+	}
+	items, rerr := decodeBatch(ctx.PostBody())
+	if rerr != nil {
+		in.counts.rejected.WithLabelValues("http", "batch").Inc()
+		rerr.write(ctx)
+		return
+	}
+	results := make([]batchResult, len(items))
+	msgs := make([]kafka.Message, 0, len(items))
+	idx := make([]int, 0, len(items)) // msgs[j] is items[idx[j]]
+	for i, b := range items {
+		results[i].Index = i
+		msg, id, ierr := in.prepare(b, p, start)
+		if ierr != nil {
+			results[i].Status = "rejected"
+			results[i].Error = &apiError{Code: ierr.code, Message: ierr.message, Details: ierr.details}
+			results[i].status = ierr.status
+			continue
+		}
+		results[i].ID = id
+		msgs = append(msgs, msg)
+		idx = append(idx, i)
+	}
+	failed := 0
+	for j, err := range in.produce(msgs) {
+		r := &results[idx[j]]
+		if err != nil {
+			failed++
+			r.ID, r.Status, r.status = "", "rejected", fasthttp.StatusServiceUnavailable
+			r.Error = &apiError{Code: "unavailable", Message: "Kafka did not acknowledge this event in time; retry it"}
+			continue
+		}
+		r.Status = "accepted"
+	}
+	accepted := len(msgs) - failed
+	in.counts.accepted.WithLabelValues("http").Add(float64(accepted))
+	if failed > 0 {
+		in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(failed))
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(in.cfg.RetryAfter.Seconds())))
+	}
+	data := batchData{Accepted: accepted, Rejected: len(items) - accepted, Results: results}
+	switch {
+	case accepted == len(items):
+		writeJSON(ctx, fasthttp.StatusAccepted, okEnvelope{Success: true, Data: data})
+	case accepted > 0:
+		writeJSON(ctx, fasthttp.StatusMultiStatus, okEnvelope{Success: false, Data: data})
+	case failed == len(items):
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "unavailable",
+			"Kafka did not acknowledge the events in time; nothing was accepted, retry after the Retry-After seconds")
+	default:
+		status, code := fasthttp.StatusForbidden, "forbidden"
+		var details []FieldIssue
+		for _, r := range results {
+			if r.status != fasthttp.StatusForbidden {
+				status, code = fasthttp.StatusBadRequest, "validation_error"
+			}
+			if r.Error == nil {
+				continue
+			}
+			if len(r.Error.Details) == 0 {
+				details = append(details, FieldIssue{Field: fmt.Sprintf("events[%d]", r.Index), Issue: r.Error.Message})
+			}
+			for _, d := range r.Error.Details {
+				f := fmt.Sprintf("events[%d]", r.Index)
+				if d.Field != "" {
+					f += "." + d.Field
+				}
+				details = append(details, FieldIssue{Field: f, Issue: d.Issue})
+			}
+		}
+		writeError(ctx, status, code, fmt.Sprintf("none of the %d events was accepted: %s %s", len(items), details[0].Field, details[0].Issue), details...)
+	}
+}
+
+// decodeBatch returns the raw events of a batch body {"events": [...]}.
+func decodeBatch(body []byte) ([]json.RawMessage, *requestError) {
+	obj, rerr := decodeObject(body, "events")
+	if rerr != nil {
+		return nil, rerr
+	}
+	raw, ok := obj["events"]
+	if !ok || nullValue(raw) {
+		return nil, invalid(FieldIssue{Field: "events", Issue: "is required: an array of 1 to 1000 events"})
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, invalid(FieldIssue{Field: "events", Issue: "must be an array of events"})
+	}
+	if len(items) == 0 || len(items) > MaxBatchEvents {
+		return nil, invalid(FieldIssue{Field: "events", Issue: fmt.Sprintf("must contain 1 to %d events, got %d", MaxBatchEvents, len(items))})
+	}
+	return items, nil
+}
