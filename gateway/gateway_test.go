@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/zaits/webhooks/internal/broker"
-	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/internal/testenv"
 )
@@ -18,7 +17,7 @@ import (
 // startGateway starts a gateway on random ports against kafka and stops it when the test ends.
 func startGateway(t *testing.T, kafka *broker.Config) *Gateway {
 	t.Helper()
-	g, err := New(Config{Kafka: kafka, Endpoints: &endpoint.Config{Dev: true}, Dev: true, Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0"}, slog.New(slog.DiscardHandler), ops.NewRegistry())
+	g, err := New(testConfig(kafka, func(c *Config) { c.Dev = true }), slog.New(slog.DiscardHandler), ops.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
