@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
 
 export ZAITS_STATE_DIR := $(STATE)
 
-.PHONY: run test stop stack build lint tools chdb
+.PHONY: run test stop stack build lint tools chdb bench
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground;
 ## Ctrl-C stops the system and the servers this run started
@@ -35,6 +35,12 @@ stack:
 ## build: build the zaits binary into .state/bin
 build: tools
 	$(GO) build -o $(BIN) ./cmd/zaits
+
+## bench: start the stack if needed, run the standard benchmark suite (at most 10 minutes) and
+## write bench/results/<time>-<suite>/ (report.md, results.json, SVG charts); BENCH_FLAGS=... adds flags
+bench: tools stack
+	$(GO) build -o $(STATE)/bin/zaits-bench ./bench/cmd/zaits-bench
+	$(STATE)/bin/zaits-bench $(BENCH_FLAGS)
 
 ## lint: gofmt check, go vet, staticcheck
 lint: tools
