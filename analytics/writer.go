@@ -156,11 +156,7 @@ func (w *writer) collect(ctx context.Context, b *columns) ([]kafka.Message, erro
 func (w *writer) add(b *columns, m kafka.Message) {
 	w.lag[m.Partition] = max(m.HighWaterMark-m.Offset-1, 0)
 	var a schemas.Attempt
-	err := json.Unmarshal(m.Value, &a)
-	if err == nil {
-		err = validAttempt(&a)
-	}
-	if err != nil {
+	if err := decodeAttempt(m.Value, &a); err != nil {
 		w.m.bad.Inc()
 		w.log.Warn("skipping malformed attempt record", "partition", m.Partition, "offset", m.Offset, "err", err)
 		return
@@ -168,7 +164,15 @@ func (w *writer) add(b *columns, m kafka.Message) {
 	b.add(&a)
 }
 
-// errBadAttempt is wrapped by validAttempt.
+// decodeAttempt decodes and validates one <p>.attempts value.
+func decodeAttempt(v []byte, a *schemas.Attempt) error {
+	if err := json.Unmarshal(v, a); err != nil {
+		return fmt.Errorf("%w: %w", errBadAttempt, err)
+	}
+	return validAttempt(a)
+}
+
+// errBadAttempt is wrapped by decodeAttempt and validAttempt.
 var errBadAttempt = errors.New("malformed attempt record")
 
 func validAttempt(a *schemas.Attempt) error {
