@@ -66,8 +66,8 @@ func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet) {
 // Validate reports every problem with the configuration at once.
 func (c *ClientConfig) Validate() error {
 	var errs []error
-	if c.Timeout <= 0 || c.Timeout > 5*time.Minute {
-		errs = append(errs, fmt.Errorf("delivery.timeout: must be in (0, 5m], got %s", c.Timeout))
+	if c.Timeout < 0 || c.Timeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("delivery.timeout: must be 0 (default 10s) to 5m, got %s", c.Timeout))
 	}
 	if c.MaxResponseBytes < 0 || c.MaxResponseBytes > 16<<20 {
 		errs = append(errs, fmt.Errorf("delivery.max-response-bytes: must be 0..16MiB, got %d", c.MaxResponseBytes))

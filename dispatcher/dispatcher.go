@@ -1,38 +1,124 @@
 // Package dispatcher turns delivery tasks into signed HTTP POSTs to the
 // customers' endpoints: per-endpoint lanes, delay-topic retries, attempt records.
+//
+// A consumer group (Config.Group) reads <p>.deliveries and the delay topics
+// <p>.retry.*; each assigned partition has its own goroutine and, within it,
+// one lane per endpoint: one attempt in flight per endpoint, in offset order,
+// different endpoints concurrently up to Config.Concurrency, at most
+// Config.PartitionBuffer tasks read ahead per partition. A partition's
+// committed offset is its lowest unfinished one: a task is finished when it
+// got a 2xx, or was handed to its next delay topic or to <p>.dead, and its
+// attempt record was acknowledged. A failed attempt n < 5 goes to the delay
+// topic for its wait (Config.RetrySchedule, or a longer Retry-After on 429 and
+// 503, capped) with attempt n+1 and its due time; a delay topic's partition
+// waits until its head is due. The 5th failure goes to <p>.dead.
+//
+// The endpoint is read from the store at every attempt: when it is deleted
+// (or now belongs to another account) or inactive, the task is not sent,
+// and its attempt record says so with error code endpoint_deleted or
+// endpoint_inactive and outcome failed (no further attempt). An endpoint
+// with "ordering": "strict" keeps a failing task in its lane and retries it
+// there on the same schedule, so its later tasks wait behind it; only that
+// lane waits.
 package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/schemas"
 )
 
 // Dispatcher delivers tasks from <p>.deliveries and the retry topics.
 type Dispatcher struct {
-	cfg Config
-	log *slog.Logger
-	ops *ops.Server
+	cfg    Config
+	log    *slog.Logger
+	ops    *ops.Server
+	m      *metrics
+	client *Client
+	store  *endpoint.Store
+
+	sem       chan struct{} // global bound on attempts in flight
+	handoffs  *kafka.Writer // delay topics and <p>.dead
+	attempts  *kafka.Writer // <p>.attempts
+	group     *kafka.ConsumerGroup
+	runCtx    context.Context // ends when Stop returns
+	runCancel context.CancelFunc
+	hardStop  context.Context // ends when Stop's deadline passes: abandon in-flight work
+	hardDone  context.CancelFunc
+	closing   atomic.Bool
+	started   atomic.Bool
+	joined    atomic.Bool
+	wg        sync.WaitGroup
 }
 
 // New builds a dispatcher; nothing is started until Start.
 func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Dispatcher, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	d := &Dispatcher{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log)}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	dcfg := *cfg.Delivery
+	dcfg.Dev = dcfg.Dev || cfg.Dev
+	client, err := NewClient(dcfg, reg)
+	if err != nil {
+		return nil, err
+	}
+	epCfg := *cfg.Endpoints
+	epCfg.Dev = epCfg.Dev || cfg.Dev
+	store, err := endpoint.NewStore(epCfg, cfg.Kafka, log.With("part", "endpoints"), reg)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dispatcher{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), m: m, client: client, store: store,
+		sem: make(chan struct{}, cfg.Concurrency)}
+	d.runCtx, d.runCancel = context.WithCancel(context.Background())
+	d.hardStop, d.hardDone = context.WithCancel(context.Background())
+	d.handoffs = d.newAsyncWriter()
+	d.attempts = d.newAsyncWriter()
 	topic := cfg.Kafka.Topic(schemas.TopicDeliveries)
 	d.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, topic) })
+	d.ops.AddCheck("endpoints", func(context.Context) error {
+		if !d.started.Load() {
+			return errors.New("endpoint store not caught up yet")
+		}
+		return nil
+	})
+	d.ops.AddCheck("consumer", func(context.Context) error {
+		if !d.joined.Load() {
+			return fmt.Errorf("not a member of consumer group %s yet", cfg.Group)
+		}
+		return nil
+	})
 	return d, nil
 }
 
-// Start provisions the topics and serves the ops endpoints.
+// consumedTopics are <p>.deliveries and the delay topics, as full names.
+func (d *Dispatcher) consumedTopics() []string {
+	out := []string{d.cfg.Kafka.Topic(schemas.TopicDeliveries)}
+	for _, t := range schemas.RetryTopics {
+		out = append(out, d.cfg.Kafka.Topic(t))
+	}
+	return out
+}
+
+// Start provisions the topics, catches the endpoint store up, joins the
+// consumer group and serves the ops endpoints.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	if err := d.ops.Start(); err != nil {
 		return err
@@ -40,12 +126,98 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if err := broker.WaitAndEnsureTopics(ctx, d.cfg.Kafka, d.log); err != nil {
 		return fmt.Errorf("dispatcher: %w", err)
 	}
-	d.log.Info("dispatcher running", "ops", d.ops.Addr())
+	if err := d.store.Start(ctx); err != nil {
+		return fmt.Errorf("dispatcher: %w", err)
+	}
+	d.started.Store(true)
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                d.cfg.Group,
+		Brokers:           d.cfg.Kafka.BrokerList(),
+		Dialer:            &kafka.Dialer{Timeout: d.cfg.Kafka.DialTimeout},
+		Topics:            d.consumedTopics(),
+		HeartbeatInterval: min(time.Second, d.cfg.SessionTimeout/6),
+		SessionTimeout:    d.cfg.SessionTimeout,
+		RebalanceTimeout:  d.client.cfg.Timeout + 10*time.Second,
+		JoinGroupBackoff:  time.Second,
+		StartOffset:       kafka.FirstOffset,
+		Timeout:           10 * time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("dispatcher: consumer group %s: %w", d.cfg.Group, err)
+	}
+	d.group = group
+	d.wg.Add(2)
+	go d.consume()
+	go d.watchLag()
+	d.log.Info("dispatcher running", "ops", d.ops.Addr(), "group", d.cfg.Group, "retry_schedule", d.cfg.RetrySchedule.String())
 	return nil
+}
+
+// consume runs one generation after another until the group closes.
+func (d *Dispatcher) consume() {
+	defer d.wg.Done()
+	for {
+		gen, err := d.group.Next(d.runCtx)
+		if err != nil {
+			if errors.Is(err, kafka.ErrGroupClosed) || d.runCtx.Err() != nil {
+				return
+			}
+			d.joined.Store(false)
+			d.log.Warn("consumer group", "err", err)
+			continue
+		}
+		d.joined.Store(true)
+		var parts []*partition
+		commitMu := &sync.Mutex{}
+		tiers := map[string]int{d.cfg.Kafka.Topic(schemas.TopicDeliveries): -1}
+		for i, t := range schemas.RetryTopics {
+			tiers[d.cfg.Kafka.Topic(t)] = i
+		}
+		n := 0
+		for topic, assigned := range gen.Assignments {
+			for _, a := range assigned {
+				p := newPartition(d, topic, a.ID, tiers[topic], a.Offset, commitMu)
+				parts = append(parts, p)
+				offset := a.Offset
+				gen.Start(func(ctx context.Context) { p.run(ctx, gen, offset) })
+				n++
+			}
+		}
+		d.log.Info("partitions assigned", "generation", gen.ID, "partitions", n)
+		gen.Start(func(ctx context.Context) { d.commitLoop(ctx, gen, parts, commitMu) })
+	}
 }
 
 // OpsAddr is the bound ops address.
 func (d *Dispatcher) OpsAddr() string { return d.ops.Addr() }
 
-// Stop stops the dispatcher.
-func (d *Dispatcher) Stop(ctx context.Context) error { return d.ops.Stop(ctx) }
+// Stop stops reading, lets the attempts in flight finish (abandoning them,
+// uncommitted, if ctx ends first), commits every partition's lowest
+// unfinished offset, leaves the group and stops the endpoint store.
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	stopHard := context.AfterFunc(ctx, d.hardDone)
+	defer stopHard()
+	var errs []error
+	if d.group != nil {
+		if err := d.group.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("consumer group: %w", err))
+		}
+	}
+	d.closing.Store(true)
+	if err := d.handoffs.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := d.attempts.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	d.runCancel()
+	d.wg.Wait()
+	if d.started.Load() {
+		if err := d.store.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.hardDone()
+	errs = append(errs, d.ops.Stop(ctx))
+	return errors.Join(errs...)
+}
