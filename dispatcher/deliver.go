@@ -42,9 +42,10 @@ func (d *Dispatcher) lookup(ctx context.Context, t *schemas.Task) (*endpoint.Ent
 }
 
 // process makes the attempts of one task: one, and for a strict endpoint
-// its in-place retries. It returns false when it gave the task up because
-// the partition is stopping (the task is then delivered again later).
-func (d *Dispatcher) process(ctx context.Context, e *entry) bool {
+// its in-place retries. ctx ends when the lane must stop at once; stopping
+// when the partition is being released (a strict task's wait then gives up).
+// It returns false when it gave the task up (it is delivered again later).
+func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 	t := e.task
 	for {
 		ep, code, ok := d.lookup(ctx, &t)
@@ -64,6 +65,10 @@ func (d *Dispatcher) process(ctx context.Context, e *entry) bool {
 		select {
 		case d.sem <- struct{}{}:
 		case <-ctx.Done():
+			return false
+		}
+		if ctx.Err() != nil {
+			<-d.sem
 			return false
 		}
 		d.m.inFlight.Inc()
@@ -109,7 +114,7 @@ func (d *Dispatcher) process(ctx context.Context, e *entry) bool {
 		// Strict ordering: the task keeps its lane (and the endpoint's later
 		// tasks wait behind it) until it succeeds or fails for good. Other
 		// lanes are not affected.
-		if !sleep(ctx, time.Until(due)) {
+		if !sleep(stopping, time.Until(due)) || ctx.Err() != nil {
 			return false
 		}
 		t.Attempt++

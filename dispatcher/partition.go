@@ -3,7 +3,6 @@ package dispatcher
 import (
 	"context"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,9 +14,9 @@ import (
 
 // Entry states.
 const (
-	queued  = iota // read, waiting in its lane
-	active         // being attempted, or its hand-off / record writes unacknowledged
-	done           // finished: its offset may be committed
+	queued = iota // read, waiting in its lane
+	active        // being attempted, or its hand-off / record writes unacknowledged
+	done          // finished: its offset may be committed
 )
 
 // entry is one task read from a partition.
@@ -68,6 +67,12 @@ type partition struct {
 	committed int64 // last committed offset; guarded by commitMu
 
 	commitMu *sync.Mutex // the generation's: commits are computed and sent one at a time
+
+	// stopping ends with the generation: no more reads, strict retries give up.
+	// lanesCtx ends when the drain is over: lanes stop taking tasks.
+	stopping  context.Context
+	lanesCtx  context.Context
+	stopLanes context.CancelFunc
 }
 
 func newPartition(d *Dispatcher, topic string, id, tier int, offset int64, commitMu *sync.Mutex) *partition {
@@ -81,10 +86,13 @@ func newPartition(d *Dispatcher, topic string, id, tier int, offset int64, commi
 }
 
 // run reads the partition from offset until ctx ends (a rebalance or stop),
-// then waits for the attempts in flight (bounded), commits the lowest
-// unfinished offset and returns.
+// then lets the lanes finish the tasks already read (bounded), commits the
+// lowest unfinished offset and returns.
 func (p *partition) run(ctx context.Context, gen *kafka.Generation, offset int64) {
 	d := p.d
+	p.stopping = ctx
+	p.lanesCtx, p.stopLanes = context.WithCancel(context.Background())
+	defer p.stopLanes()
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: d.cfg.Kafka.BrokerList(), Topic: p.topic, Partition: p.id,
 		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 256,
@@ -177,7 +185,7 @@ func (p *partition) admit(ctx context.Context, e *entry) bool {
 		p.lanes[e.task.EndpointID] = l
 		l.queue = append(l.queue, e)
 		p.d.m.lanes.Inc()
-		go p.runLane(ctx, l)
+		go p.runLane(l)
 		return true
 	}
 	l.queue = append(l.queue, e)
@@ -186,12 +194,13 @@ func (p *partition) admit(ctx context.Context, e *entry) bool {
 
 // runLane attempts the lane's tasks one at a time until the lane is empty
 // or the partition stops (queued tasks are then abandoned: not committed).
-func (p *partition) runLane(ctx context.Context, l *lane) {
+func (p *partition) runLane(l *lane) {
 	defer p.d.m.lanes.Dec()
 	for {
 		p.mu.Lock()
-		if len(l.queue) == 0 || ctx.Err() != nil {
+		if len(l.queue) == 0 || p.lanesCtx.Err() != nil {
 			delete(p.lanes, l.endpoint)
+			p.space.Broadcast()
 			p.mu.Unlock()
 			return
 		}
@@ -202,8 +211,13 @@ func (p *partition) runLane(ctx context.Context, l *lane) {
 		e.refs.Store(1)
 		p.active++
 		p.mu.Unlock()
-		if !p.d.process(ctx, e) {
+		if !p.d.process(p.lanesCtx, p.stopping, e) {
 			p.abandon(e)
+			p.mu.Lock()
+			delete(p.lanes, l.endpoint) // its remaining tasks stay unfinished
+			p.space.Broadcast()
+			p.mu.Unlock()
+			return
 		}
 	}
 }
@@ -245,10 +259,12 @@ func (p *partition) abandon(e *entry) {
 	p.space.Broadcast()
 }
 
-// drain waits until nothing is active (attempts in flight, writes waiting
-// for their acks), at most the delivery timeout plus a margin, or until the
-// dispatcher's stop deadline.
+// drain lets the lanes finish the tasks already read and waits until
+// nothing is active (attempts in flight, writes waiting for their acks), at
+// most the delivery timeout plus a margin, or until the dispatcher's stop
+// deadline; then the lanes are stopped and what is left stays unfinished.
 func (p *partition) drain() {
+	defer p.stopLanes()
 	deadline := time.Now().Add(p.d.client.cfg.Timeout + 5*time.Second)
 	t := time.AfterFunc(time.Until(deadline), func() {
 		p.mu.Lock()
@@ -264,11 +280,11 @@ func (p *partition) drain() {
 	defer stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.active > 0 && time.Now().Before(deadline) && p.d.hardStop.Err() == nil {
+	for (p.active > 0 || len(p.lanes) > 0) && time.Now().Before(deadline) && p.d.hardStop.Err() == nil {
 		p.space.Wait()
 	}
-	if p.active > 0 {
-		p.log.Warn("abandoning unfinished attempts; they will be delivered again", "active", p.active)
+	if p.active > 0 || len(p.lanes) > 0 {
+		p.log.Warn("abandoning unfinished tasks; they will be delivered again", "active", p.active, "lanes", len(p.lanes), "buffered", p.count)
 	}
 	p.d.m.buffered.Sub(float64(p.count))
 }
@@ -361,5 +377,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
