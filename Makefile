@@ -23,6 +23,7 @@ run: build
 test: tools stack chdb
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoint -fuzztime 10s ./gateway
 
 ## stop: stop the Kafka and ClickHouse processes the scripts started
 stop:
@@ -37,8 +38,9 @@ build: tools
 	$(GO) build -o $(BIN) ./cmd/zaits
 
 ## bench: start the stack if needed, run the standard benchmark suite (at most 10 minutes) and
-## write bench/results/<time>-<suite>/ (report.md, results.json, SVG charts); BENCH_FLAGS=... adds flags
-bench: tools stack
+## write bench/results/<time>-<suite>/ (report.md, results.json, SVG charts); scenarios that need the
+## system start a private zaits of their own (-bench.system=start); BENCH_FLAGS=... adds flags
+bench: build stack
 	$(GO) build -o $(STATE)/bin/zaits-bench ./bench/cmd/zaits-bench
 	$(STATE)/bin/zaits-bench $(BENCH_FLAGS)
 

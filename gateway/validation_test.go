@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/zaits/webhooks/internal/testenv"
+)
+
+// Every validation case of the management API, against a running gateway
+// in production mode (no -dev): status, error code and the named field.
+func TestValidationCases(t *testing.T) {
+	kc := testenv.Kafka(t)
+	g := startAPI(t, testConfig(kc))
+	id := create(t, g, keyA, createBody)["id"].(string)
+	ep := "/v1/webhooks/endpoints"
+	one := ep + "/" + id
+
+	f := func(method, path, contentType, body string, status int, code, field string) {
+		t.Helper()
+		var hdr []string
+		if contentType != "" {
+			hdr = []string{"Content-Type", contentType}
+		}
+		r := call(t, g, keyA, method, path, body, hdr...)
+		want(t, r, status, code)
+		if field != "" && !strings.Contains(fmt.Sprint(r.fields()), field) {
+			t.Fatalf("%s %s %s: details %v do not name %q", method, path, body, r.fields(), field)
+		}
+	}
+	okURL := func(u string) string { return fmt.Sprintf(`{"url": %q, "events": ["*"]}`, u) }
+
+	// Decoding: malformed, wrong types, unknown fields, size, media type.
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": [`, 400, "invalid_json", "")
+	f("POST", ep, "", `{"url": "https://a.example.com"} x`, 400, "invalid_json", "")
+	f("POST", ep, "", `[]`, 400, "invalid_json", "")
+	f("POST", ep, "", `"x"`, 400, "invalid_json", "")
+	f("POST", ep, "", `null`, 400, "invalid_json", "")
+	f("POST", ep, "", ` `, 400, "invalid_json", "")
+	f("POST", ep, "", `{"url": 5, "events": ["*"]}`, 400, "validation_error", "url")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": "document.signed"}`, 400, "validation_error", "events")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": [1]}`, 400, "validation_error", "events")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["*"], "active": "yes"}`, 400, "validation_error", "active")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["*"], "description": 7}`, 400, "validation_error", "description")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["*"], "secret": "mine"}`, 400, "validation_error", "secret")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["*"], "URL": "x"}`, 400, "validation_error", "URL")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["*"], "description": "`+strings.Repeat("a", 64<<10)+`"}`, 413, "payload_too_large", "")
+	f("POST", ep, "text/plain", okURL("https://a.example.com"), 415, "unsupported_media_type", "")
+	f("POST", ep, "application/x-www-form-urlencoded", okURL("https://a.example.com"), 415, "unsupported_media_type", "")
+	f("POST", ep, "application/json; charset=utf-8", okURL("https://a.example.com"), 201, "", "")
+
+	// url.
+	f("POST", ep, "", `{"events": ["*"]}`, 400, "validation_error", "url")
+	f("POST", ep, "", `{"url": null, "events": ["*"]}`, 400, "validation_error", "url")
+	f("POST", ep, "", okURL(""), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("/webhooks"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("your-app.com/webhooks"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("ftp://your-app.com/x"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("http://your-app.com/x"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("https://"+strings.Repeat("a", 2036)+".com/"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("https://user:pass@your-app.com/x"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("https://user@your-app.com/x"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("https://your-app.com/x#frag"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("https://your-app.com/x#"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("https://your app.com/x"), 400, "validation_error", "url")
+	f("POST", ep, "", okURL("https://your-app.com:99999/x"), 400, "validation_error", "url")
+	for _, host := range []string{"127.0.0.1", "127.1.2.3", "[::1]", "localhost", "api.localhost", "10.0.0.1", "172.16.0.1", "192.168.1.1",
+		"[fd00::1]", "169.254.169.254", "[fe80::1]", "0.0.0.0", "[::ffff:127.0.0.1]", "224.0.0.1"} {
+		f("POST", ep, "", okURL("https://"+host+"/hook"), 400, "validation_error", "url")
+	}
+	u2048 := "https://your-app.com/" + strings.Repeat("a", 2048-len("https://your-app.com/"))
+	f("POST", ep, "", okURL(u2048), 201, "", "")
+	f("POST", ep, "", okURL("https://8.8.8.8:8443/hook?x=1"), 201, "", "")
+
+	// events.
+	f("POST", ep, "", `{"url": "https://a.example.com"}`, 400, "validation_error", "events")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": []}`, 400, "validation_error", "events")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["document.signed", "document.signed"]}`, 400, "validation_error", "events[1]")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["document.signed", "doc.signed"]}`, 400, "validation_error", "events[1]")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["nope.*"]}`, 400, "validation_error", "events[0]")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["document*"]}`, 400, "validation_error", "events[0]")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["**"]}`, 400, "validation_error", "events[0]")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["test"]}`, 400, "validation_error", "events[0]")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["document.*", "ocr.id.*", "*", "api.rate.limited"]}`, 201, "", "")
+
+	// description, active, ordering.
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["*"], "description": "`+strings.Repeat("é", 513)+`"}`, 400, "validation_error", "description")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["*"], "description": "`+strings.Repeat("é", 512)+`"}`, 201, "", "")
+	f("POST", ep, "", `{"url": "https://a.example.com", "events": ["*"], "ordering": "fifo"}`, 400, "validation_error", "ordering")
+	r := call(t, g, keyA, "POST", ep, okURL("https://a.example.com"))
+	if r.data()["active"] != true || r.data()["description"] != "" {
+		t.Fatalf("defaults: %s", r.body)
+	}
+
+	// Update: the same field rules, all optional, at least one, If-Match.
+	f("PUT", one, "", `{}`, 400, "validation_error", "body")
+	f("PUT", one, "", ``, 400, "invalid_json", "")
+	f("PUT", one, "", `{"url": "http://a.example.com"}`, 400, "validation_error", "url")
+	f("PUT", one, "", `{"events": []}`, 400, "validation_error", "events")
+	f("PUT", one, "", `{"active": 1}`, 400, "validation_error", "active")
+	f("PUT", one, "", `{"id": "we_x"}`, 400, "validation_error", "id")
+	f("PUT", one, "text/plain", `{"active": true}`, 415, "unsupported_media_type", "")
+	f("PUT", one, "", `{"description": "`+strings.Repeat("a", 70<<10)+`"}`, 413, "payload_too_large", "")
+	r = call(t, g, keyA, "PUT", one, `{"active": true}`, "If-Match", "abc")
+	want(t, r, 400, "validation_error")
+
+	// Query parameters.
+	for _, q := range []string{"page=0", "page=-1", "page=x", "page=", "per_page=0", "per_page=101", "per_page=1.5", "active=yes", "active=1", "active="} {
+		name, _, _ := strings.Cut(q, "=")
+		f("GET", ep+"?"+q, "", "", 400, "validation_error", name)
+	}
+	dl := one + "/deliveries"
+	for _, q := range []string{"status=bogus", "status=", "event_type=nope", "page=0", "per_page=500", "per_page=abc"} {
+		name, _, _ := strings.Cut(q, "=")
+		f("GET", dl+"?"+q, "", "", 400, "validation_error", name)
+	}
+	for _, w := range []string{"abc", "0s", "30s", "91d", "-1h", "99999999999d"} {
+		f("GET", one+"/stats?window="+w, "", "", 400, "validation_error", "window")
+	}
+
+	// Test endpoint body.
+	f("POST", one+"/test", "", `{"event_type": "nope"}`, 400, "validation_error", "event_type")
+	f("POST", one+"/test", "", `{"event_type": 3}`, 400, "validation_error", "event_type")
+	f("POST", one+"/test", "", `{"event": "document.signed"}`, 400, "validation_error", "event")
+	f("POST", one+"/test", "text/plain", `{"event_type": "test"}`, 415, "unsupported_media_type", "")
+
+	// Development switches: http and private addresses only when allowed.
+	dev := startAPI(t, testConfig(kc, func(c *Config) { c.AllowHTTP = true }))
+	want(t, call(t, dev, keyA, "POST", ep, okURL("http://a.example.com/h")), 201, "")
+	want(t, call(t, dev, keyA, "POST", ep, okURL("http://127.0.0.1:9/h")), 400, "validation_error")
+	priv := startAPI(t, testConfig(kc, func(c *Config) { c.AllowPrivate = true }))
+	want(t, call(t, priv, keyA, "POST", ep, okURL("https://127.0.0.1:9/h")), 201, "")
+	want(t, call(t, priv, keyA, "POST", ep, okURL("http://127.0.0.1:9/h")), 400, "validation_error")
+}
+
+// FuzzDecodeEndpoint feeds arbitrary bodies to the decoding and validation
+// of create, update and test requests (seeded with the seed's examples):
+// nothing panics, every rejection is a 4xx with a stable code, and an
+// accepted request satisfies every documented rule.
+func FuzzDecodeEndpoint(f *testing.F) {
+	for _, s := range []string{
+		createBody,
+		`{"url": "https://your-app.com/webhooks/zaits", "events": ["document.signed", "face.verified", "ocr.completed"], "description": "Main production webhook", "active": true}`,
+		`{"events": ["document.signed", "document.expired", "face.verified"], "active": true}`,
+		`{"event_type": "document.signed"}`,
+		`{"url": "https://a.example.com/h?x=1", "events": ["document.*", "*"], "ordering": "strict"}`,
+		`{"url": "https://127.0.0.1/", "events": []}`,
+		`{"url": null, "events": null, "description": null, "active": null}`,
+		`{"url": "http://[::1]:80/#x", "events": ["a.*"], "zzz": 1}`,
+		`[1, 2]`, `{"url": "https://x`, ``,
+	} {
+		f.Add([]byte(s), false, false)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, allowHTTP, allowPrivate bool) {
+		pol := urlPolicy{AllowHTTP: allowHTTP, AllowPrivate: allowPrivate}
+		check := func(rerr *requestError) {
+			if rerr != nil && (rerr.status < 400 || rerr.status > 499 || rerr.code == "" || rerr.message == "") {
+				t.Fatalf("bad rejection %+v", rerr)
+			}
+		}
+		for _, create := range []bool{true, false} {
+			in, rerr := decodeEndpoint(body, create, pol)
+			check(rerr)
+			if rerr != nil {
+				continue
+			}
+			if create && (in.URL == nil || !in.EventsSet) {
+				t.Fatalf("create accepted without url or events: %q", body)
+			}
+			if in.URL != nil && (len(*in.URL) > MaxURLLength || checkURL(*in.URL, pol) != "") {
+				t.Fatalf("accepted url %q", *in.URL)
+			}
+			if in.URL != nil && !allowHTTP && !strings.HasPrefix(strings.ToLower(*in.URL), "https://") {
+				t.Fatalf("accepted non-https url %q", *in.URL)
+			}
+			if in.EventsSet && (len(in.Events) == 0 || len(checkEvents(in.Events)) > 0) {
+				t.Fatalf("accepted events %q", in.Events)
+			}
+			if in.Description != nil && len([]rune(*in.Description)) > MaxDescriptionLength {
+				t.Fatalf("accepted description of %d characters", len([]rune(*in.Description)))
+			}
+		}
+		et, rerr := decodeTest(body)
+		check(rerr)
+		if rerr == nil && et == "" {
+			t.Fatalf("test accepted without an event type: %q", body)
+		}
+	})
+}
