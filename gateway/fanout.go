@@ -383,12 +383,7 @@ func (f *fanout) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 			if len(subs) == 0 {
 				continue
 			}
-			body, err := payload(&ev)
-			if err != nil { // the data was validated as JSON; this cannot happen
-				out = append(out, f.quarantine(p, r, "payload: "+err.Error()))
-				f.quarantined.WithLabelValues("payload").Inc()
-				continue
-			}
+			body := payload(&ev)
 			for _, e := range subs {
 				t := schemas.Task{
 					DeliveryID: schemas.DeliveryID(ev.ID, e.ID),

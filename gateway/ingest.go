@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -179,14 +180,9 @@ func (in *ingester) prepare(b []byte, p principal, now time.Time) (kafka.Message
 	if ev.Created == 0 {
 		ev.Created = now.Unix()
 	}
-	value, err := json.Marshal(&ev)
-	if err != nil { // data was validated as JSON; this cannot happen
-		return kafka.Message{}, "", &itemError{status: fasthttp.StatusBadRequest, code: "validation_error", message: "data: " + err.Error(),
-			details: []FieldIssue{{Field: "data", Issue: "is not valid JSON"}}}
-	}
 	return kafka.Message{
 		Key:     []byte(ev.AccountID), // copies: nothing of the request outlives the handler
-		Value:   value,
+		Value:   eventValue(&ev),      // a new buffer: data is copied out of the request
 		Headers: []kafka.Header{{Key: headerIngest, Value: []byte("http")}},
 	}, ev.ID, nil
 }
@@ -377,6 +373,9 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 
 // decodeBatch returns the raw events of a batch body {"events": [...]}.
 func decodeBatch(body []byte) ([]json.RawMessage, *requestError) {
+	if items, ok := splitBatch(body); ok {
+		return items, nil
+	}
 	obj, rerr := decodeObject(body, "events")
 	if rerr != nil {
 		return nil, rerr
@@ -393,4 +392,52 @@ func decodeBatch(body []byte) ([]json.RawMessage, *requestError) {
 		return nil, invalid(FieldIssue{Field: "events", Issue: fmt.Sprintf("must contain 1 to %d events, got %d", MaxBatchEvents, len(items))})
 	}
 	return items, nil
+}
+
+// splitBatch is decodeBatch for the common case, without decoding the
+// events twice: b is valid JSON of exactly {"events":[...]} with 1 to
+// MaxBatchEvents elements. Anything else returns false and decodeBatch's
+// full decoding answers.
+func splitBatch(b []byte) ([]json.RawMessage, bool) {
+	if !json.Valid(b) {
+		return nil, false
+	}
+	i := skipWS(b, 0)
+	const head = `"events"`
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	i = skipWS(b, i+1)
+	if !bytes.HasPrefix(b[i:], []byte(head)) {
+		return nil, false
+	}
+	i = skipWS(b, i+len(head))
+	if i >= len(b) || b[i] != ':' {
+		return nil, false
+	}
+	i = skipWS(b, i+1)
+	if i >= len(b) || b[i] != '[' {
+		return nil, false
+	}
+	i = skipWS(b, i+1)
+	items := make([]json.RawMessage, 0, 64)
+	for i < len(b) && b[i] != ']' {
+		end := skipValue(b, i)
+		if end < 0 || len(items) == MaxBatchEvents {
+			return nil, false
+		}
+		items = append(items, b[i:end])
+		i = skipWS(b, end)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+		}
+	}
+	if i >= len(b) || len(items) == 0 {
+		return nil, false
+	}
+	i = skipWS(b, i+1)
+	if i >= len(b) || b[i] != '}' || skipWS(b, i+1) != len(b) {
+		return nil, false
+	}
+	return items, true
 }

@@ -33,6 +33,16 @@ var eventFields = map[string]bool{"id": true, "type": true, "account_id": true, 
 // absent id stays empty and an absent created stays 0: the caller fills
 // them (see newEventID, kafkaEventID).
 func parseEvent(b []byte, defaultAccount string) (schemas.Event, []FieldIssue) {
+	if json.Valid(b) {
+		if ev, ok := parseEventFast(b, defaultAccount); ok {
+			return ev, nil
+		}
+	}
+	return parseEventFull(b, defaultAccount)
+}
+
+// parseEventFull is parseEvent by full decoding: it finds every problem.
+func parseEventFull(b []byte, defaultAccount string) (schemas.Event, []FieldIssue) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
 		return schemas.Event{}, []FieldIssue{{Field: "", Issue: "must be a JSON object"}}
@@ -167,7 +177,202 @@ func kafkaEventID(topic string, partition int, offset int64) string {
 	return "evt_" + strings.ToLower(idEncoding.EncodeToString(sum[:]))[:26]
 }
 
-// payload encodes the body every endpoint receives for ev, once.
-func payload(ev *schemas.Event) ([]byte, error) {
-	return json.Marshal(schemas.Payload{ID: ev.ID, Type: ev.Type, Created: ev.Created, Data: ev.Data})
+// payload encodes the body every endpoint receives for ev, once: a
+// schemas.Payload, {"id","type","created","data"}. The same event always
+// gives the same bytes, so a task repeated after a crash is identical.
+func payload(ev *schemas.Event) []byte {
+	b := make([]byte, 0, len(ev.ID)+len(ev.Type)+len(ev.Data)+64)
+	b = append(b, `{"id":"`...)
+	b = append(b, ev.ID...) // ids and types need no escaping (checkIdent, the catalogue)
+	b = append(b, `","type":"`...)
+	b = append(b, ev.Type...)
+	b = append(b, `","created":`...)
+	b = strconv.AppendInt(b, ev.Created, 10)
+	b = append(b, `,"data":`...)
+	b = append(b, ev.Data...)
+	return append(b, '}')
+}
+
+// eventValue encodes a valid event as the value of a <p>.events message
+// (what json.Marshal(ev) gives, without its cost).
+func eventValue(ev *schemas.Event) []byte {
+	b := make([]byte, 0, len(ev.ID)+len(ev.Type)+len(ev.AccountID)+len(ev.Data)+80)
+	b = append(b, `{"id":"`...)
+	b = append(b, ev.ID...)
+	b = append(b, `","type":"`...)
+	b = append(b, ev.Type...)
+	b = append(b, `","account_id":"`...)
+	b = append(b, ev.AccountID...)
+	b = append(b, `","created":`...)
+	b = strconv.AppendInt(b, ev.Created, 10)
+	b = append(b, `,"data":`...)
+	b = append(b, ev.Data...)
+	return append(b, '}')
+}
+
+// parseEventFast is parseEvent for the common case, without building a
+// map: b (valid JSON) is one flat object whose keys are known fields,
+// unescaped and not repeated, and whose values are all valid. For
+// anything else it returns false and parseEventFull reports the problems,
+// so both give the same result for every input.
+func parseEventFast(b []byte, defaultAccount string) (schemas.Event, bool) {
+	var ev schemas.Event
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return ev, false
+	}
+	i = skipWS(b, i+1)
+	var seen [5]bool
+	hasType, hasData := false, false
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return ev, false
+		}
+		j := i + 1
+		for j < len(b) && b[j] != '"' && b[j] != '\\' {
+			j++
+		}
+		if j >= len(b) || b[j] != '"' {
+			return ev, false
+		}
+		key := b[i+1 : j]
+		i = skipWS(b, j+1)
+		if i >= len(b) || b[i] != ':' {
+			return ev, false
+		}
+		i = skipWS(b, i+1)
+		end := skipValue(b, i)
+		if end < 0 {
+			return ev, false
+		}
+		v := b[i:end]
+		null := string(v) == "null"
+		var k int
+		switch string(key) {
+		case "id":
+			k = 0
+			if !null {
+				s, ok := plain(v)
+				if !ok || checkIdent(s) != "" {
+					return ev, false
+				}
+				ev.ID = s
+			}
+		case "type":
+			k = 1
+			s, ok := plain(v)
+			if !ok || !schemas.IsEventType(s) {
+				return ev, false
+			}
+			ev.Type, hasType = s, true
+		case "account_id":
+			k = 2
+			if !null {
+				s, ok := plain(v)
+				if !ok || checkIdent(s) != "" {
+					return ev, false
+				}
+				ev.AccountID = s
+			}
+		case "created":
+			k = 3
+			if !null {
+				n, err := strconv.ParseInt(string(v), 10, 64)
+				if err != nil || n < 1 || n > maxCreated {
+					return ev, false
+				}
+				ev.Created = n
+			}
+		case "data":
+			k = 4
+			if len(v) == 0 || v[0] != '{' || len(v) > schemas.MaxEventDataBytes {
+				return ev, false
+			}
+			ev.Data, hasData = v, true
+		default:
+			return ev, false
+		}
+		if seen[k] {
+			return ev, false
+		}
+		seen[k] = true
+		i = skipWS(b, end)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' && skipWS(b, i+1) == len(b) {
+			break
+		}
+		return ev, false
+	}
+	if ev.AccountID == "" {
+		ev.AccountID = defaultAccount
+	}
+	return ev, hasType && hasData && ev.AccountID != ""
+}
+
+// plain returns the content of a JSON string without escapes.
+func plain(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || bytes.IndexByte(v, '\\') >= 0 {
+		return "", false
+	}
+	return string(v[1 : len(v)-1]), true
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the end of the JSON value starting at b[i] (b is
+// valid JSON), or -1.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				if i < 0 {
+					return -1
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i
+}
+
+// skipString returns the end of the JSON string starting at b[i], or -1.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
 }
