@@ -7,11 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -236,7 +236,7 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	} else {
 		res.Status = resp.StatusCode()
 		// A 2xx counts even if the body was cut short.
-		body, _ := c.readBody(resp)
+		body := c.readBody(resp)
 		res.Excerpt = excerpt(body, c.cfg.ExcerptBytes)
 		switch {
 		case res.Status < 200 || res.Status > 299:
@@ -257,34 +257,39 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	return res
 }
 
-// readBody reads at most MaxResponseBytes of the streamed body; the
-// connection is reused only when the body was read to its end.
-func (c *Client) readBody(resp *fasthttp.Response) ([]byte, error) {
+// readBody reads at most MaxResponseBytes of the streamed body and returns
+// its first ExcerptBytes (plus one, to tell a cut); the connection is reused
+// only when the body was read to its end.
+func (c *Client) readBody(resp *fasthttp.Response) []byte {
 	defer resp.CloseBodyStream() //nolint:errcheck
+	keep := min(c.cfg.ExcerptBytes+utf8.UTFMax, c.cfg.MaxResponseBytes)
 	s := resp.BodyStream()
 	if s == nil {
 		b := resp.Body()
-		return b[:min(len(b), c.cfg.MaxResponseBytes)], nil
+		return append([]byte(nil), b[:min(len(b), keep)]...)
 	}
-	buf := make([]byte, 0, min(c.cfg.MaxResponseBytes, 4096))
-	lr := io.LimitReader(s, int64(c.cfg.MaxResponseBytes))
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	var out []byte
+	left := c.cfg.MaxResponseBytes
+	for left > 0 {
+		n, err := s.Read(buf[:min(len(buf), left)])
+		if len(out) < keep {
+			out = append(out, buf[:min(n, keep-len(out))]...)
 		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
+		left -= n
 		if err != nil {
-			if err == io.EOF && len(buf) == c.cfg.MaxResponseBytes {
-				// Probe: a body of exactly the limit ends here and the
-				// connection stays reusable; a longer one is discarded.
-				var one [1]byte
-				s.Read(one[:]) //nolint:errcheck
-			}
-			return buf, err
+			return out
 		}
 	}
+	// At the limit: a body of exactly that size ends here and the
+	// connection stays reusable; a longer one is cut and its connection closed.
+	s.Read(buf[:1]) //nolint:errcheck
+	return out
 }
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
 
 // excerpt keeps the first n bytes of b as valid UTF-8.
 func excerpt(b []byte, n int) string {

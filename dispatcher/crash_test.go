@@ -79,9 +79,23 @@ type child struct {
 	out bytes.Buffer
 }
 
+// startChildB starts a dispatcher child whose output is discarded.
+func startChildB(b testing.TB, prefix string, buffer int) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), envChildPrefix+"="+prefix, fmt.Sprintf("%s=%d", envChildBuffer, buffer))
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+		cmd.Wait()                          //nolint:errcheck
+	})
+	return cmd
+}
+
 func startChild(t *testing.T, prefix string, buffer int) *child {
 	t.Helper()
-	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^$")}
+	c := &child{cmd: exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")}
 	c.cmd.Env = append(os.Environ(), envChildPrefix+"="+prefix, fmt.Sprintf("%s=%d", envChildBuffer, buffer))
 	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
 	if err := c.cmd.Start(); err != nil {

@@ -261,11 +261,14 @@ func (p *partition) abandon(e *entry) {
 
 // drain lets the lanes finish the tasks already read and waits until
 // nothing is active (attempts in flight, writes waiting for their acks), at
-// most the delivery timeout plus a margin, or until the dispatcher's stop
-// deadline; then the lanes are stopped and what is left stays unfinished.
+// most half the session timeout, or until the dispatcher's stop deadline;
+// then the lanes are stopped and what is left stays unfinished.
 func (p *partition) drain() {
 	defer p.stopLanes()
-	deadline := time.Now().Add(p.d.client.cfg.Timeout + 5*time.Second)
+	// Bounded by half the session timeout: heartbeats stop while a
+	// generation ends, and the final commit must come before the
+	// coordinator expires this member.
+	deadline := time.Now().Add(min(p.d.client.cfg.Timeout+2*time.Second, p.d.cfg.SessionTimeout/2))
 	t := time.AfterFunc(time.Until(deadline), func() {
 		p.mu.Lock()
 		p.space.Broadcast()
