@@ -1,0 +1,73 @@
+package gateway
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/zaits/webhooks/internal/testenv"
+)
+
+func TestDeliveryHistoryRoutes(t *testing.T) {
+	kc := testenv.Kafka(t)
+	// Without a delivery log: the routes still authenticate, check tenancy and
+	// parameters, then answer 503 history_unavailable; list fields stay null.
+	bare := startAPI(t, testConfig(kc, receiverConfig))
+	id0 := create(t, bare, keyA, createBody)["id"].(string)
+	want(t, call(t, bare, keyA, "GET", "/v1/webhooks/endpoints/"+id0+"/deliveries", ""), 503, "history_unavailable")
+	want(t, call(t, bare, keyA, "GET", "/v1/webhooks/endpoints/"+id0+"/stats", ""), 503, "history_unavailable")
+	want(t, call(t, bare, keyA, "GET", "/v1/webhooks/endpoints/"+id0+"/deliveries/del_aaaaaaaaaaaaaaaaaaaaaaaaaa", ""), 503, "history_unavailable")
+	want(t, call(t, bare, keyA, "GET", "/v1/webhooks/endpoints/"+id0+"/deliveries?status=bogus", ""), 400, "validation_error")
+	want(t, call(t, bare, "", "GET", "/v1/webhooks/endpoints/"+id0+"/deliveries", ""), 401, "unauthorized")
+
+	// With the delivery log (analytics running): the test attempt shows up.
+	an := startAnalytics(t, kc)
+	g := startAPI(t, testConfig(kc, receiverConfig, func(c *Config) { c.History = an }))
+	rc := newReceiver(t, 200)
+	id := create(t, g, keyA, fmt.Sprintf(`{"url": %q, "events": ["*"]}`, rc.url))["id"].(string)
+	tr := call(t, g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/test", `{"event_type": "face.verified"}`)
+	did := tr.data()["delivery_id"].(string)
+	var r response
+	testenv.Eventually(t, 20*time.Second, func() error {
+		r = call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/deliveries", "")
+		if r.status != 200 || len(r.list()) != 1 {
+			return fmt.Errorf("%d %s", r.status, r.body)
+		}
+		return nil
+	})
+	row := r.list()[0].(map[string]any)
+	if row["id"] != did || row["status"] != "success" || row["event_type"] != "face.verified" || row["attempts"] != 1.0 || row["response_status"] != 200.0 {
+		t.Fatalf("row %v", row)
+	}
+	f := func(query string, n int) {
+		t.Helper()
+		r := call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/deliveries"+query, "")
+		want(t, r, 200, "")
+		if len(r.list()) != n || r.v["pagination"].(map[string]any)["total"] != float64(n) {
+			t.Fatalf("%s: %s", query, r.body)
+		}
+	}
+	f("?status=success", 1)
+	f("?status=failed", 0)
+	f("?event_type=face.verified", 1)
+	f("?event_type=document.signed", 0)
+	r = call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/deliveries/"+did, "")
+	want(t, r, 200, "")
+	if h := r.data()["attempt_history"].([]any); len(h) != 1 || h[0].(map[string]any)["test"] != true {
+		t.Fatalf("detail %s", r.body)
+	}
+	want(t, call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/deliveries/del_aaaaaaaaaaaaaaaaaaaaaaaaaa", ""), 404, "delivery_not_found")
+	want(t, call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/deliveries/nope", ""), 404, "delivery_not_found")
+	// Another account cannot read it, even with the delivery id.
+	want(t, call(t, g, keyB, "GET", "/v1/webhooks/endpoints/"+id+"/deliveries/"+did, ""), 404, "endpoint_not_found")
+	r = call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/stats?window=1h", "")
+	want(t, r, 200, "")
+	if r.data()["total"] != 1.0 || r.data()["success"] != 1.0 || r.data()["window"] != "1h0m0s" {
+		t.Fatalf("stats %s", r.body)
+	}
+	// The endpoint list now carries last_delivery and success_rate.
+	r = call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id, "")
+	if r.data()["last_delivery"] == nil || r.data()["success_rate"] != 1.0 {
+		t.Fatalf("summary %s", r.body)
+	}
+}
