@@ -23,6 +23,7 @@ subcommands:
   analytics    write the delivery log to ClickHouse
   all          run gateway, dispatcher and analytics in one process
   migrate      apply the ClickHouse migrations (analytics does it at start-up too)
+  mint-key     mint an API key (-account <id>) or a service token (-service <name>)
 
 Run 'zaits <subcommand> -h' for its flags. Every flag can be set from the
 environment as ZAITS_<FLAG>, e.g. -kafka.brokers is ZAITS_KAFKA_BROKERS.
@@ -38,6 +39,8 @@ func main() {
 		os.Exit(serve(cmd, os.Args[2:]))
 	case "migrate":
 		os.Exit(migrate(os.Args[2:]))
+	case "mint-key":
+		os.Exit(mintKey(os.Args[2:], os.Stdout, os.Stderr))
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 	default:
