@@ -160,7 +160,7 @@ func (c Bars) SVG() string {
 	fmt.Fprintf(&b, `<text x="%d" y="26" font-size="16" font-weight="bold" fill="%s" %s>%s</text>`+"\n", 16, txtCol, fontAttrs, esc(c.Title))
 	for i, bar := range c.Bars {
 		y := top + i*(barH+gap)
-		bw := math.Max(bar.Value/maxV*w, 1)
+		bw := math.Max(bar.Value/maxV*w, 0)
 		text := bar.Text
 		if text == "" {
 			text = Number(bar.Value) + " " + c.Unit

@@ -42,8 +42,8 @@ type IngestConfig struct {
 	// BatchSize is the events per batch request and per Kafka produce call. Default 100.
 	BatchSize int
 	// SingleRate, BatchRate and KafkaRate are the open-loop targets in
-	// events/s. Defaults 7500, 50000, 50000: half of the ingestion issue's
-	// targets (15,000 single requests/s, 100,000 batched events/s).
+	// events/s; 0 means half the closed-loop maximum just measured on that
+	// path. Default 0.
 	SingleRate, BatchRate, KafkaRate float64
 	// KafkaTopicPrefix is the prefix the kafka path produces to. Default ""
 	// means a private prefix whose topics are created for the run and deleted
@@ -58,9 +58,9 @@ func (c *IngestConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "ingest.concurrency", 32, "closed-loop workers")
 	fs.IntVar(&c.OpenConcurrency, "ingest.open-concurrency", 128, "open-loop workers")
 	fs.IntVar(&c.BatchSize, "ingest.batch-size", 100, "events per batch request and per Kafka produce call (1..1000)")
-	fs.Float64Var(&c.SingleRate, "ingest.single-rate", 7500, "open-loop target of http-single, events/s")
-	fs.Float64Var(&c.BatchRate, "ingest.batch-rate", 50000, "open-loop target of http-batch, events/s")
-	fs.Float64Var(&c.KafkaRate, "ingest.kafka-rate", 50000, "open-loop target of the kafka path, events/s")
+	fs.Float64Var(&c.SingleRate, "ingest.single-rate", 0, "open-loop target of http-single, events/s (0: half the closed-loop maximum)")
+	fs.Float64Var(&c.BatchRate, "ingest.batch-rate", 0, "open-loop target of http-batch, events/s (0: half the closed-loop maximum)")
+	fs.Float64Var(&c.KafkaRate, "ingest.kafka-rate", 0, "open-loop target of the kafka path, events/s (0: half the closed-loop maximum)")
 	fs.StringVar(&c.KafkaTopicPrefix, "ingest.kafka-topic-prefix", "", "topic prefix the kafka path produces to; empty: a private prefix created and deleted by the run")
 }
 
@@ -92,8 +92,8 @@ func (c *IngestConfig) Validate() error {
 	if c.BatchSize < 1 || c.BatchSize > 1000 {
 		errs = append(errs, fmt.Errorf("ingest.batch-size: must be 1..1000, got %d", c.BatchSize))
 	}
-	if c.SingleRate <= 0 || c.BatchRate <= 0 || c.KafkaRate <= 0 {
-		errs = append(errs, errors.New("ingest.single-rate, ingest.batch-rate, ingest.kafka-rate: must be positive"))
+	if c.SingleRate < 0 || c.BatchRate < 0 || c.KafkaRate < 0 {
+		errs = append(errs, errors.New("ingest.single-rate, ingest.batch-rate, ingest.kafka-rate: must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -112,6 +112,17 @@ func Ingest(cfg *IngestConfig) suite.Scenario {
 		Run: func(ctx context.Context, env *suite.Env) (*suite.Result, error) {
 			res := &suite.Result{}
 			var ran int
+			var target *suite.Target
+			var targetErr error
+			if slices.ContainsFunc(cfg.PathList(), func(p string) bool { return p != PathKafka }) {
+				var stop func()
+				if target, stop, targetErr = env.System(ctx); targetErr == nil {
+					defer stop()
+					if target.Started {
+						res.Notes = append(res.Notes, "HTTP paths measured on a private zaits started for this scenario: `zaits "+strings.Join(target.Args, " ")+"`")
+					}
+				}
+			}
 			for _, p := range cfg.PathList() {
 				var runs []*suite.Measurement
 				var skip string
@@ -120,7 +131,11 @@ func Ingest(cfg *IngestConfig) suite.Scenario {
 				case PathKafka:
 					runs, err = ingestKafka(ctx, env, cfg)
 				case PathHTTPSingle, PathHTTPBatch:
-					runs, skip, err = ingestHTTP(ctx, env, cfg, p == PathHTTPBatch)
+					if targetErr != nil {
+						skip = "could not start the system: " + targetErr.Error()
+						break
+					}
+					runs, skip, err = ingestHTTP(ctx, env, cfg, target, p == PathHTTPBatch)
 				}
 				if err != nil {
 					return res, fmt.Errorf("%s: %w", p, err)
@@ -210,33 +225,42 @@ func ingestKafka(ctx context.Context, env *suite.Env, cfg *IngestConfig) ([]*sui
 }
 
 // closedAndOpen runs newOp (size events per operation) closed loop, then
-// open loop at eventRate events/s.
+// open loop at eventRate events/s (0: half the closed-loop maximum).
 func closedAndOpen(ctx context.Context, env *suite.Env, cfg *IngestConfig, label, path string, eventRate float64, size int, newOp func(workers int) load.Op) ([]*suite.Measurement, error) {
 	sc := env.Config
-	var out []*suite.Measurement
-	for _, plan := range []load.Plan{
-		{Name: label + " closed-loop", Concurrency: cfg.Concurrency},
-		{Name: label + " open-loop " + load.Thousands(eventRate) + " events/s", Concurrency: cfg.OpenConcurrency, Rate: eventRate / float64(size)},
-	} {
+	run := func(plan load.Plan) (*suite.Measurement, error) {
 		plan.Warmup, plan.Duration, plan.Progress, plan.Unit = sc.Warmup, sc.Duration, env.Progress, "events"
 		st, err := load.Run(ctx, plan, newOp(plan.Concurrency))
 		if err != nil {
-			return out, err
+			return nil, err
 		}
-		out = append(out, suite.NewMeasurement(st, "events", path, nil))
+		return suite.NewMeasurement(st, "events", path, nil), nil
 	}
-	return out, nil
+	closed, err := run(load.Plan{Name: label + " closed-loop", Concurrency: cfg.Concurrency})
+	if err != nil {
+		return nil, err
+	}
+	if eventRate == 0 {
+		eventRate = closed.UnitsPerSecond / 2
+	}
+	if eventRate < 1 {
+		return []*suite.Measurement{closed}, fmt.Errorf("closed loop accepted %.1f events/s (%s): nothing to run open loop at", closed.UnitsPerSecond, closed.FirstError)
+	}
+	open, err := run(load.Plan{Name: label + " open-loop " + load.Thousands(eventRate) + " events/s", Concurrency: cfg.OpenConcurrency, Rate: eventRate / float64(size)})
+	if err != nil {
+		return []*suite.Measurement{closed}, err
+	}
+	return []*suite.Measurement{closed, open}, nil
 }
 
 // ingestHTTP drives POST /v1/events (or /v1/events/batch). It first sends
 // one request and returns a skip reason when the gateway cannot take it.
-func ingestHTTP(ctx context.Context, env *suite.Env, cfg *IngestConfig, batch bool) ([]*suite.Measurement, string, error) {
-	sc := env.Config
-	base, err := url.Parse(sc.GatewayURL)
+func ingestHTTP(ctx context.Context, env *suite.Env, cfg *IngestConfig, sys *suite.Target, batch bool) ([]*suite.Measurement, string, error) {
+	base, err := url.Parse(sys.GatewayURL)
 	if err != nil {
 		return nil, "", err
 	}
-	target := strings.TrimSuffix(sc.GatewayURL, "/") + "/v1/events"
+	target := strings.TrimSuffix(sys.GatewayURL, "/") + "/v1/events"
 	size, rate, label := 1, cfg.SingleRate, PathHTTPSingle
 	if batch {
 		target += "/batch"
@@ -247,7 +271,7 @@ func ingestHTTP(ctx context.Context, env *suite.Env, cfg *IngestConfig, batch bo
 		MaxResponseBodySize: 4 << 20, MaxIdemponentCallAttempts: 1,
 	}
 	defer client.CloseIdleConnections()
-	account, token, run := sc.Account, string(sc.Token), RunID()
+	account, token, run := sys.Account, sys.ServiceToken, RunID()
 	var seq atomicSeq
 	post := func(req *fasthttp.Request, resp *fasthttp.Response, body []byte) (int, error) {
 		req.Reset()
@@ -261,10 +285,13 @@ func ingestHTTP(ctx context.Context, env *suite.Env, cfg *IngestConfig, batch bo
 		if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
 			return 0, fmt.Errorf("POST %s: %w", target, err)
 		}
-		if resp.StatusCode() != fasthttp.StatusAccepted {
-			return 0, &statusError{status: resp.StatusCode(), body: clip(resp.Body(), 300)}
+		switch resp.StatusCode() {
+		case fasthttp.StatusAccepted:
+			return size, nil
+		case fasthttp.StatusMultiStatus:
+			return acceptedItems(resp.Body()), nil
 		}
-		return acceptedItems(resp.Body(), size), nil
+		return 0, &statusError{status: resp.StatusCode(), body: clip(resp.Body(), 300)}
 	}
 	encode := func(b []byte) ([]byte, error) {
 		b = b[:0]
@@ -303,11 +330,11 @@ func ingestHTTP(ctx context.Context, env *suite.Env, cfg *IngestConfig, batch bo
 	case errors.As(perr, &se) && (se.status == 404 || se.status == 405):
 		return nil, fmt.Sprintf("the gateway at %s answers %d for POST %s: event ingestion is not deployed there (%s)", base.Host, se.status, target, se.body), nil
 	case errors.As(perr, &se) && (se.status == 401 || se.status == 403):
-		return nil, fmt.Sprintf("the gateway rejected the token (%d %s): set -bench.token / ZAITS_BENCH_TOKEN to a service token or the API key of account %q", se.status, se.body, account), nil
+		return nil, fmt.Sprintf("the gateway rejected the token (%d %s): with -bench.system=running set -bench.token / ZAITS_BENCH_TOKEN to a service token of that system (account %q)", se.status, se.body, account), nil
 	case errors.As(perr, &se):
 		return nil, fmt.Sprintf("the first request got %d instead of 202: %s", se.status, se.body), nil
 	default:
-		return nil, fmt.Sprintf("the gateway is unreachable at %s (%v): start the system with `make run` or point -bench.gateway-url at it", sc.GatewayURL, perr), nil
+		return nil, fmt.Sprintf("the gateway is unreachable at %s (%v): start the system with `make run` or point -bench.gateway-url at it", sys.GatewayURL, perr), nil
 	}
 
 	newOp := func(workers int) load.Op {
@@ -329,7 +356,7 @@ func ingestHTTP(ctx context.Context, env *suite.Env, cfg *IngestConfig, batch bo
 			return post(s.req, s.resp, s.body)
 		}
 	}
-	path := "HTTP POST " + strings.TrimPrefix(target, sc.GatewayURL)
+	path := "HTTP POST " + strings.TrimPrefix(target, sys.GatewayURL)
 	runs, err := closedAndOpen(ctx, env, cfg, label, path, rate, size, newOp)
 	return runs, "", err
 }
@@ -342,25 +369,16 @@ type statusError struct {
 
 func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.status, e.body) }
 
-// acceptedItems counts the accepted events of a 202 answer. A batch answer
-// lists one result per item; items carrying an "error" are not accepted.
-// When the answer has no per-item list, all n count as accepted.
-func acceptedItems(body []byte, n int) int {
+// acceptedItems counts the accepted events of a 207 answer to a batch:
+// {"data":{"accepted":n,"rejected":m,"results":[...]}}.
+func acceptedItems(body []byte) int {
 	var env struct {
 		Data struct {
-			Results []struct {
-				Error json.RawMessage `json:"error"`
-			} `json:"results"`
+			Accepted int `json:"accepted"`
 		} `json:"data"`
 	}
-	if n == 1 || json.Unmarshal(body, &env) != nil || len(env.Data.Results) == 0 {
-		return n
+	if json.Unmarshal(body, &env) != nil {
+		return 0
 	}
-	ok := 0
-	for _, r := range env.Data.Results {
-		if len(r.Error) == 0 || string(r.Error) == "null" {
-			ok++
-		}
-	}
-	return ok
+	return env.Data.Accepted
 }

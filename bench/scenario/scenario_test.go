@@ -32,6 +32,7 @@ func config(t *testing.T, kc *broker.Config) *suite.Config {
 	cfg.RegisterFlags(fs)
 	cfg.ResultsDir = t.TempDir()
 	cfg.Warmup, cfg.Duration, cfg.Progress = 200*time.Millisecond, time.Second, false
+	cfg.System = "running"
 	return cfg
 }
 
@@ -155,16 +156,16 @@ func (g *gateway) handle(ctx *fasthttp.RequestCtx) {
 			ctx.Error("bad batch", 400)
 			return
 		}
-		// The first item of every batch is rejected, to prove per-item results are honoured.
-		out := []byte(`{"success":true,"data":{"results":[{"index":0,"error":{"code":"invalid"}}`)
+		// The first item of every batch is rejected (207), to prove partial acceptance is honoured.
+		out := fmt.Appendf(nil, `{"success":true,"data":{"accepted":%d,"rejected":1,"results":[{"index":0,"status":"rejected","error":{"code":"validation_error"}}`, len(b.Events)-1)
 		for i, ev := range b.Events[1:] {
 			if !check(ev) {
 				g.bad.Add(1)
 			}
 			g.accepted.Add(1)
-			out = fmt.Appendf(out, `,{"index":%d,"id":%q}`, i+1, ev.ID)
+			out = fmt.Appendf(out, `,{"index":%d,"status":"accepted","id":%q}`, i+1, ev.ID)
 		}
-		ctx.SetStatusCode(202)
+		ctx.SetStatusCode(207)
 		ctx.SetBody(append(out, "]}}"...))
 	default:
 		ctx.Error("not found", 404)

@@ -28,11 +28,18 @@ type Config struct {
 	Warmup time.Duration
 	// Duration is the measured window of every run. Default 15s.
 	Duration time.Duration
-	// GatewayURL is the system's public API. Default http://127.0.0.1:8080.
+	// System is "start" (each scenario that needs the system starts a
+	// private instance of ZaitsBinary and stops it afterwards) or "running"
+	// (use the system at GatewayURL with Token and APIKey). Default "start".
+	System string
+	// ZaitsBinary is the binary "start" runs. Default ".state/bin/zaits" (make build).
+	ZaitsBinary string
+	// GatewayURL is the running system's public API. Default http://127.0.0.1:8080.
 	GatewayURL string
-	// Token is the Bearer credential for the API: a service token (ingest
-	// for any account) or an account API key.
+	// Token is the running system's service token (ingestion, any account).
 	Token flagenv.Secret
+	// APIKey is the running system's API key of Account (management API).
+	APIKey flagenv.Secret
 	// Account is the account id the bench's events belong to. Default "acct_bench".
 	Account string
 	// ClickHouseAddr is asked for its version for the environment block
@@ -49,8 +56,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Budget, "bench.budget", 9*time.Minute, "time budget of the whole suite; scenarios that do not fit are skipped")
 	fs.DurationVar(&c.Warmup, "bench.warmup", 3*time.Second, "warm-up before every measured run (excluded from results)")
 	fs.DurationVar(&c.Duration, "bench.duration", 15*time.Second, "measured window of every run")
-	fs.StringVar(&c.GatewayURL, "bench.gateway-url", "http://127.0.0.1:8080", "base URL of the system's public API")
-	fs.Var(&c.Token, "bench.token", "Bearer token for the API (service token or account API key)")
+	fs.StringVar(&c.System, "bench.system", "start", "start: every scenario starts a private zaits (own topics, database, ports, tokens); running: use the system at -bench.gateway-url")
+	fs.StringVar(&c.ZaitsBinary, "bench.zaits-bin", ".state/bin/zaits", "the zaits binary -bench.system=start runs")
+	fs.StringVar(&c.GatewayURL, "bench.gateway-url", "http://127.0.0.1:8080", "public API of the running system (-bench.system=running)")
+	fs.Var(&c.Token, "bench.token", "service token of the running system (ingestion for any account)")
+	fs.Var(&c.APIKey, "bench.api-key", "API key of -bench.account on the running system (management API)")
 	fs.StringVar(&c.Account, "bench.account", "acct_bench", "account id of the bench's events")
 	fs.StringVar(&c.ClickHouseAddr, "bench.clickhouse-addr", "127.0.0.1:9000", "ClickHouse native address (version for the report; history scenario)")
 	fs.BoolVar(&c.Progress, "bench.progress", true, "draw live progress lines on stderr")
@@ -75,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if u, err := url.Parse(c.GatewayURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("bench.gateway-url: %q is not an http(s) URL", c.GatewayURL))
+	}
+	if c.System != "start" && c.System != "running" {
+		errs = append(errs, fmt.Errorf("bench.system: %q is neither start nor running", c.System))
 	}
 	if c.Account == "" {
 		errs = append(errs, errors.New("bench.account: required"))

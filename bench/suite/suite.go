@@ -40,6 +40,8 @@ type Scenario struct {
 // Env is what a scenario gets from the runner.
 type Env struct {
 	Config *Config
+	// Scenario is the name of the running scenario.
+	Scenario string
 	// Dir is this suite run's results folder; a scenario may write extra files there.
 	Dir string
 	Log *slog.Logger
@@ -184,7 +186,7 @@ func Run(ctx context.Context, cfg *Config, scenarios []Scenario, settings map[st
 			continue
 		}
 		log.Info("scenario starting", "scenario", s.Name, "estimate", s.Estimate(cfg).Round(time.Second))
-		env := &Env{Config: cfg, Dir: su.Dir, Log: log.With("scenario", s.Name), Progress: progress, Earlier: su.Results}
+		env := &Env{Config: cfg, Scenario: s.Name, Dir: su.Dir, Log: log.With("scenario", s.Name), Progress: progress, Earlier: su.Results}
 		t0 := time.Now()
 		res, err := s.Run(ctx, env)
 		if res == nil {
