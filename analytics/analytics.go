@@ -1,5 +1,3 @@
-// Package analytics keeps the delivery log: it writes every attempt from
-// <p>.attempts into ClickHouse and answers history and success-rate queries.
 package analytics
 
 import (
@@ -7,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -23,6 +24,11 @@ type Analytics struct {
 	log *slog.Logger
 	ops *ops.Server
 	ch  driver.Conn
+	w   *writer
+
+	migrated atomic.Bool
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 // New builds the component and opens (lazily) the ClickHouse connection pool.
@@ -34,7 +40,12 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Analytics, er
 	if err != nil {
 		return nil, err
 	}
+	m, err := newWriterMetrics(reg)
+	if err != nil {
+		return nil, errors.Join(err, ch.Close())
+	}
 	a := &Analytics{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), ch: ch}
+	a.w = newWriter(cfg, log, ch, m)
 	topic := cfg.Kafka.Topic(schemas.TopicAttempts)
 	a.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, topic) })
 	a.ops.AddCheck("clickhouse", func(ctx context.Context) error {
@@ -42,6 +53,12 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Analytics, er
 			return fmt.Errorf("clickhouse %s: %w", cfg.ClickHouseAddr, err)
 		}
 		return nil
+	})
+	a.ops.AddCheck("delivery-log", func(ctx context.Context) error {
+		if !a.migrated.Load() {
+			return errors.New("clickhouse schema not migrated yet")
+		}
+		return a.w.ready(ctx)
 	})
 	return a, nil
 }
@@ -61,7 +78,10 @@ func Open(cfg Config, db string) (driver.Conn, error) {
 	return conn, nil
 }
 
-// Start provisions the topics, creates the database and serves the ops endpoints.
+// Start provisions the topics and serves the ops endpoints, then, in the
+// background, migrates the ClickHouse schema (retrying with backoff while
+// ClickHouse is unreachable: /readyz says so meanwhile), and runs the
+// writer and the periodic retention.
 func (a *Analytics) Start(ctx context.Context) error {
 	if err := a.ops.Start(); err != nil {
 		return err
@@ -69,17 +89,75 @@ func (a *Analytics) Start(ctx context.Context) error {
 	if err := broker.WaitAndEnsureTopics(ctx, a.cfg.Kafka, a.log); err != nil {
 		return fmt.Errorf("analytics: %w", err)
 	}
-	if err := a.ch.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+a.cfg.ClickHouseDatabase); err != nil {
-		return fmt.Errorf("analytics: create database %s: %w", a.cfg.ClickHouseDatabase, err)
-	}
-	a.log.Info("analytics running", "ops", a.ops.Addr(), "clickhouse", a.cfg.ClickHouseAddr, "database", a.cfg.ClickHouseDatabase)
+	rctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	a.wg.Go(func() {
+		if !a.migrate(rctx) {
+			return
+		}
+		a.wg.Go(func() { a.retain(rctx) })
+		a.w.run(rctx)
+	})
+	a.log.Info("analytics running", "ops", a.ops.Addr(), "clickhouse", a.cfg.ClickHouseAddr, "database", a.cfg.ClickHouseDatabase,
+		"group", a.cfg.GroupID(), "batch_rows", a.cfg.BatchRows, "batch_interval", a.cfg.BatchInterval, "retention", a.cfg.Retention)
 	return nil
+}
+
+// RetentionDays is Retention in whole days, rounded up (the TTL's unit).
+func (c *Config) RetentionDays() int {
+	return int((c.Retention + 24*time.Hour - 1) / (24 * time.Hour))
+}
+
+// migrate applies the migrations, retrying with backoff; false when ctx ended first.
+func (a *Analytics) migrate(ctx context.Context) bool {
+	backoff := 200 * time.Millisecond
+	for {
+		err := Migrate(ctx, a.ch, a.cfg.ClickHouseDatabase, a.cfg.RetentionDays(), a.log)
+		if err == nil {
+			a.migrated.Store(true)
+			return true
+		}
+		a.log.Warn("clickhouse migrations failed, retrying", "err", err, "retry_in", backoff)
+		if !sleep(ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// retain drops expired monthly partitions now and every RetentionCheck.
+func (a *Analytics) retain(ctx context.Context) {
+	for {
+		dropped, err := DropExpiredPartitions(ctx, a.ch, a.cfg.ClickHouseDatabase, a.cfg.Retention, time.Now())
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("retention: dropping expired partitions failed", "err", err)
+		}
+		if len(dropped) > 0 {
+			a.log.Info("retention: dropped expired partitions", "partitions", dropped, "retention", a.cfg.Retention)
+		}
+		if !sleep(ctx, a.cfg.RetentionCheck) {
+			return
+		}
+	}
 }
 
 // OpsAddr is the bound ops address.
 func (a *Analytics) OpsAddr() string { return a.ops.Addr() }
 
-// Stop stops the component and closes the ClickHouse pool.
+// Stop ends the writer (a batch not yet inserted stays uncommitted in
+// Kafka), stops the ops server and closes the ClickHouse pool.
 func (a *Analytics) Stop(ctx context.Context) error {
-	return errors.Join(a.ops.Stop(ctx), a.ch.Close())
+	if a.cancel != nil {
+		a.cancel()
+	}
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	var errs []error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("analytics: writer did not stop: %w", ctx.Err()))
+	}
+	errs = append(errs, a.w.reader.Close(), a.ops.Stop(ctx), a.ch.Close())
+	return errors.Join(errs...)
 }

@@ -25,9 +25,13 @@
 //
 // A crash may insert an attempt twice. The table is a ReplacingMergeTree
 // keyed by (account, endpoint, accepted_at, delivery_id, attempt), so copies
-// collapse on merges, and no read counts a copy before that: a delivery's
-// attempt count is uniqExact(attempt), its latest attempt is
-// argMax(…, (attempt, attempted_at)), per-attempt rows are GROUP BY attempt.
+// collapse on merges, and no read counts a copy before that: deliveries are
+// counted with uniqExact(delivery_id), a delivery's attempts with
+// uniqExact(attempt), its latest attempt is argMax(…, (attempt,
+// attempted_at)), per-attempt rows are GROUP BY attempt. accepted_at is the
+// same in every attempt of a delivery (the dispatcher copies it from the
+// task; when a record lacks it the event's created time, then the attempt's
+// start, stands in).
 //
 // # Reading: semantics the gateway exposes
 //
@@ -35,10 +39,12 @@
 // its attempts. In the list (History.Deliveries) and the detail
 // (History.Delivery):
 //
-//   - status is the outcome of the latest attempt: "success", "failed" (no
-//     attempt will follow: the schedule is exhausted or the endpoint is
-//     gone), or "retrying" (an extension of the seed: the delivery is still
-//     in its retry schedule). The status filter accepts the three.
+//   - status is "success" when an attempt succeeded, else "failed" when an
+//     attempt failed for good (the schedule is exhausted or the endpoint is
+//     gone), else "retrying" (an extension of the seed: the delivery is
+//     still in its retry schedule). No attempt follows a success or a
+//     failure, so this is the latest attempt's outcome. The status filter
+//     accepts the three.
 //   - attempts is the number of distinct attempts so far.
 //   - response_status, response_time (ms) and error_message are the latest
 //     attempt's; response_status is null when there was no HTTP response,

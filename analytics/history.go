@@ -180,38 +180,93 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 	}
 	defer h.observe("deliveries", time.Now())
 	page, perPage := f.limits()
+	offset := (page - 1) * perPage
 	var total uint64
-	if err := h.conn.QueryRow(ctx, h.sql["deliveries_total"], accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("count deliveries: %w", err)
+	var ids pageIDs
+	if f.Status == schemas.OutcomeRetrying {
+		if err := h.conn.QueryRow(ctx, h.sql["retrying_total"], accountID, endpointID, f.EventType, f.EventType).Scan(&total); err != nil {
+			return nil, 0, fmt.Errorf("count deliveries: %w", err)
+		}
+		if uint64(offset) < total {
+			var err error
+			if ids, err = h.ids(ctx, "retrying_ids", accountID, endpointID, f.EventType, f.EventType, offset, perPage); err != nil {
+				return nil, 0, err
+			}
+		}
+	} else {
+		if err := h.conn.QueryRow(ctx, h.sql["deliveries_total"], accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status).Scan(&total); err != nil {
+			return nil, 0, fmt.Errorf("count deliveries: %w", err)
+		}
+		if uint64(offset) < total {
+			var err error
+			if ids, err = h.ids(ctx, "delivery_ids", accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status, offset, perPage); err != nil {
+				return nil, 0, err
+			}
+		}
 	}
 	out := []Delivery{}
-	if offset := (page - 1) * perPage; uint64(offset) < total {
-		rows, err := h.conn.Query(ctx, h.sql["deliveries"], accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status, perPage, offset)
-		if err != nil {
+	if len(ids.ids) == 0 {
+		return out, int(total), nil
+	}
+	rows, err := h.conn.Query(ctx, h.sql["delivery_rows"], accountID, endpointID, ids.from.Unix(), ids.to.Unix(), clickhouse.GroupSet{Value: ids.ids})
+	if err != nil {
+		return nil, 0, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			d             Delivery
+			attempts      uint64
+			status        uint16
+			latency       uint32
+			errMsg        string
+			created, last time.Time
+		)
+		if err := rows.Scan(&d.ID, &d.EventID, &d.EventType, &d.Status, &attempts, &status, &latency, &errMsg, &created, &last); err != nil {
 			return nil, 0, fmt.Errorf("list deliveries: %w", err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				d             Delivery
-				attempts      uint64
-				status        uint16
-				latency       uint32
-				errMsg        string
-				created, last time.Time
-			)
-			if err := rows.Scan(&d.ID, &d.EventID, &d.EventType, &d.Status, &attempts, &status, &latency, &errMsg, &created, &last); err != nil {
-				return nil, 0, fmt.Errorf("list deliveries: %w", err)
-			}
-			d.Attempts, d.ResponseStatus, d.ResponseTime, d.ErrorMessage = int(attempts), statusPtr(status), int64(latency), strPtr(errMsg)
-			d.CreatedAt, d.LastAttempt = created.UTC(), last.UTC()
-			out = append(out, d)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, 0, fmt.Errorf("list deliveries: %w", err)
-		}
+		d.Attempts, d.ResponseStatus, d.ResponseTime, d.ErrorMessage = int(attempts), statusPtr(status), int64(latency), strPtr(errMsg)
+		d.CreatedAt, d.LastAttempt = created.UTC(), last.UTC()
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("list deliveries: %w", err)
 	}
 	return out, int(total), nil
+}
+
+// pageIDs are the delivery ids of one page and their accepted_at range.
+type pageIDs struct {
+	ids      []any
+	from, to time.Time
+}
+
+// ids runs a page-of-delivery-ids query.
+func (h *History) ids(ctx context.Context, query string, args ...any) (pageIDs, error) {
+	var p pageIDs
+	rows, err := h.conn.Query(ctx, h.sql[query], args...)
+	if err != nil {
+		return p, fmt.Errorf("page of deliveries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var accepted time.Time
+		if err := rows.Scan(&id, &accepted); err != nil {
+			return p, fmt.Errorf("page of deliveries: %w", err)
+		}
+		if len(p.ids) == 0 || accepted.Before(p.from) {
+			p.from = accepted
+		}
+		if len(p.ids) == 0 || accepted.After(p.to) {
+			p.to = accepted
+		}
+		p.ids = append(p.ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("page of deliveries: %w", err)
+	}
+	return p, nil
 }
 
 // Delivery returns one delivery with every attempt; found is false when the
@@ -253,13 +308,17 @@ func (h *History) Delivery(ctx context.Context, accountID, endpointID, deliveryI
 	if len(d.AttemptList) == 0 {
 		return DeliveryDetail{}, false, nil
 	}
-	// The summary is the list row's: the latest attempt decides (rows are
-	// ordered by attempt number; within one the latest copy was chosen).
+	// The summary is the list row's: the latest attempt's response
+	// (rows are ordered by attempt number; within one the latest copy was
+	// chosen) and the status rule of sqlDeliveryRows.
 	latest := d.AttemptList[len(d.AttemptList)-1]
-	d.Status, d.Attempts, d.ResponseStatus, d.ResponseTime, d.ErrorMessage = latest.Status, len(d.AttemptList), latest.ResponseStatus, latest.ResponseTime, latest.ErrorMessage
+	d.Status, d.Attempts, d.ResponseStatus, d.ResponseTime, d.ErrorMessage = schemas.OutcomeRetrying, len(d.AttemptList), latest.ResponseStatus, latest.ResponseTime, latest.ErrorMessage
 	for _, a := range d.AttemptList {
 		if a.AttemptedAt.After(d.LastAttempt) {
 			d.LastAttempt = a.AttemptedAt
+		}
+		if a.Status == schemas.OutcomeSuccess || (a.Status == schemas.OutcomeFailed && d.Status != schemas.OutcomeSuccess) {
+			d.Status = a.Status
 		}
 	}
 	return d, true, nil
@@ -274,13 +333,12 @@ func (h *History) Stats(ctx context.Context, accountID, endpointID string, windo
 	defer h.observe("stats", time.Now())
 	since := time.Now().Add(-window).Unix()
 	s := Stats{Window: window.String()}
-	var ok, failed, retrying uint64
-	if err := h.conn.QueryRow(ctx, h.sql["status_counts"], accountID, endpointID, since).Scan(&ok, &failed, &retrying); err != nil {
+	var all, ok, finished uint64
+	if err := h.conn.QueryRow(ctx, h.sql["status_counts"], accountID, endpointID, since).Scan(&all, &ok, &finished); err != nil {
 		return Stats{}, fmt.Errorf("status counts: %w", err)
 	}
-	s.Succeeded, s.Failed, s.Retrying = int(ok), int(failed), int(retrying)
-	s.Total = s.Succeeded + s.Failed + s.Retrying
-	s.SuccessRate = rate(ok, ok+failed)
+	s.Total, s.Succeeded, s.Failed, s.Retrying = int(all), int(ok), int(finished-ok), int(all-finished)
+	s.SuccessRate = rate(ok, finished)
 	var attempts uint64
 	var q []float64
 	if err := h.conn.QueryRow(ctx, h.sql["latency"], accountID, endpointID, since).Scan(&attempts, &q); err != nil {

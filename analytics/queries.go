@@ -9,9 +9,10 @@ import "strings"
 //
 // "{db}" is replaced by the database name; "?" are client-side bound
 // parameters (strings quoted, []string as an array, GroupSet as a tuple).
-// Reads collapse re-inserted attempts: a delivery's latest attempt is
-// argMax(…, (attempt, attempted_at)), its attempt count uniqExact(attempt),
-// and per-attempt reads GROUP BY attempt. No read uses FINAL.
+// Reads collapse re-inserted attempts: deliveries are counted with
+// uniqExact(delivery_id), a delivery's attempts with uniqExact(attempt), its
+// latest attempt is argMax(…, (attempt, attempted_at)), and per-attempt
+// reads GROUP BY attempt. No read uses FINAL.
 const (
 	sqlVersion = `SELECT version()`
 
@@ -40,13 +41,64 @@ ORDER BY version`
 
 	sqlInsertAttempts = `INSERT INTO {db}.attempts (account_id, endpoint_id, accepted_at, delivery_id, attempt, event_id, event_type, outcome, http_status, latency_ms, error_code, error, response_excerpt, test, event_created, attempted_at, next_retry_at, inserted_at)`
 
-	// sqlDeliveries is one page of an endpoint's deliveries, newest first.
-	// Parameters: account, endpoint, event type twice, status twice, limit, offset.
-	sqlDeliveries = `SELECT
+	// A delivery's status: success if an attempt succeeded, else failed if
+	// an attempt failed (the last one: no attempt follows), else retrying.
+	// The dispatcher makes no attempt after a success or a failure, so this
+	// is the latest attempt's outcome; unlike argMax it needs no GROUP BY to
+	// filter or count deliveries by status, and copies cannot change it.
+
+	// sqlDeliveryIDs is one page of an endpoint's delivery ids, newest first
+	// (accepted_at is the same in every attempt of a delivery), for the
+	// status filters "", success and failed: a delivery has an attempt with
+	// outcome success (failed) exactly when its status is success (failed).
+	// Parameters: account, endpoint, event type twice, status twice, offset, limit.
+	sqlDeliveryIDs = `SELECT delivery_id, accepted_at
+FROM {db}.attempts
+WHERE account_id = ? AND endpoint_id = ? AND (? = '' OR event_type = ?) AND (? = '' OR outcome = ?)
+ORDER BY accepted_at DESC, delivery_id DESC
+LIMIT 1 BY delivery_id
+LIMIT ?, ?`
+
+	// sqlDeliveriesTotal counts what sqlDeliveryIDs pages through.
+	// Parameters: account, endpoint, event type twice, status twice.
+	sqlDeliveriesTotal = `SELECT uniqExact(delivery_id)
+FROM {db}.attempts
+WHERE account_id = ? AND endpoint_id = ? AND (? = '' OR event_type = ?) AND (? = '' OR outcome = ?)`
+
+	// sqlRetryingIDs is one page of the deliveries none of whose attempts
+	// succeeded or failed. Parameters: account, endpoint, event type twice, offset, limit.
+	sqlRetryingIDs = `SELECT delivery_id, created
+FROM (
+    SELECT delivery_id, min(accepted_at) AS created
+    FROM {db}.attempts
+    WHERE account_id = ? AND endpoint_id = ? AND (? = '' OR event_type = ?)
+    GROUP BY delivery_id
+    HAVING max(outcome != 'retrying') = 0
+)
+ORDER BY created DESC, delivery_id DESC
+LIMIT ?, ?`
+
+	// sqlRetryingTotal counts what sqlRetryingIDs pages through.
+	// Parameters: account, endpoint, event type twice.
+	sqlRetryingTotal = `SELECT count()
+FROM (
+    SELECT delivery_id
+    FROM {db}.attempts
+    WHERE account_id = ? AND endpoint_id = ? AND (? = '' OR event_type = ?)
+    GROUP BY delivery_id
+    HAVING max(outcome != 'retrying') = 0
+)`
+
+	// sqlDeliveryRows summarises the listed deliveries, newest first: the
+	// latest attempt is argMax(…, (attempt, attempted_at)). The accepted_at
+	// range of the page narrows the read to a few granules.
+	// Parameters: account, endpoint, first and last accepted_at of the page
+	// (unix seconds), delivery ids (GroupSet).
+	sqlDeliveryRows = `SELECT
     delivery_id,
     any(event_id),
     any(event_type),
-    argMax(outcome, (attempt, attempted_at)) AS delivery_status,
+    multiIf(max(outcome = 'success') = 1, 'success', max(outcome = 'failed') = 1, 'failed', 'retrying'),
     uniqExact(attempt),
     argMax(http_status, (attempt, attempted_at)),
     argMax(latency_ms, (attempt, attempted_at)),
@@ -54,23 +106,12 @@ ORDER BY version`
     min(accepted_at) AS created,
     max(attempted_at)
 FROM {db}.attempts
-WHERE account_id = ? AND endpoint_id = ? AND (? = '' OR event_type = ?)
+WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?) AND accepted_at <= toDateTime(?) AND delivery_id IN ?
 GROUP BY delivery_id
-HAVING (? = '' OR delivery_status = ?)
-ORDER BY created DESC, delivery_id DESC
-LIMIT ? OFFSET ?`
+ORDER BY created DESC, delivery_id DESC`
 
-	// sqlDeliveriesTotal counts what sqlDeliveries pages through.
-	// Parameters: account, endpoint, event type twice, status twice.
-	sqlDeliveriesTotal = `SELECT count() FROM (
-    SELECT delivery_id, argMax(outcome, (attempt, attempted_at)) AS delivery_status
-    FROM {db}.attempts
-    WHERE account_id = ? AND endpoint_id = ? AND (? = '' OR event_type = ?)
-    GROUP BY delivery_id
-    HAVING (? = '' OR delivery_status = ?)
-)`
-
-	// sqlDeliveryAttempts lists one delivery's attempts, one row per attempt number.
+	// sqlDeliveryAttempts lists one delivery's attempts, one row per attempt
+	// number (the latest copy of each).
 	// Parameters: account, endpoint, delivery.
 	sqlDeliveryAttempts = `SELECT
     attempt,
@@ -91,18 +132,15 @@ WHERE account_id = ? AND endpoint_id = ? AND delivery_id = ?
 GROUP BY attempt
 ORDER BY attempt`
 
-	// sqlStatusCounts counts an endpoint's deliveries accepted since a unix time, by status.
+	// sqlStatusCounts counts an endpoint's deliveries accepted since a unix
+	// time: all, successful, finished (successful or failed).
 	// Parameters: account, endpoint, since (unix seconds).
 	sqlStatusCounts = `SELECT
-    countIf(delivery_status = 'success'),
-    countIf(delivery_status = 'failed'),
-    countIf(delivery_status = 'retrying')
-FROM (
-    SELECT delivery_id, argMax(outcome, (attempt, attempted_at)) AS delivery_status
-    FROM {db}.attempts
-    WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?)
-    GROUP BY delivery_id
-)`
+    uniqExact(delivery_id),
+    uniqExactIf(delivery_id, outcome = 'success'),
+    uniqExactIf(delivery_id, outcome IN ('success', 'failed'))
+FROM {db}.attempts
+WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?)`
 
 	// sqlLatency gives the attempt count and response-time percentiles of
 	// those deliveries' attempts, each attempt counted once.
@@ -125,13 +163,9 @@ GROUP BY endpoint_id`
 	// sqlSuccessCounts is each listed endpoint's successful and finished
 	// deliveries accepted since a unix time.
 	// Parameters: account, endpoint ids (GroupSet), since (unix seconds).
-	sqlSuccessCounts = `SELECT endpoint_id, countIf(delivery_status = 'success'), countIf(delivery_status IN ('success', 'failed'))
-FROM (
-    SELECT endpoint_id, delivery_id, argMax(outcome, (attempt, attempted_at)) AS delivery_status
-    FROM {db}.attempts
-    WHERE account_id = ? AND endpoint_id IN ? AND accepted_at >= toDateTime(?)
-    GROUP BY endpoint_id, delivery_id
-)
+	sqlSuccessCounts = `SELECT endpoint_id, uniqExactIf(delivery_id, outcome = 'success'), uniqExactIf(delivery_id, outcome IN ('success', 'failed'))
+FROM {db}.attempts
+WHERE account_id = ? AND endpoint_id IN ? AND accepted_at >= toDateTime(?)
 GROUP BY endpoint_id`
 )
 
@@ -146,8 +180,11 @@ var statements = map[string]string{
 	"partitions":         sqlPartitions,
 	"drop_partition":     sqlDropPartition,
 	"insert_attempts":    sqlInsertAttempts,
-	"deliveries":         sqlDeliveries,
+	"delivery_ids":       sqlDeliveryIDs,
 	"deliveries_total":   sqlDeliveriesTotal,
+	"retrying_ids":       sqlRetryingIDs,
+	"retrying_total":     sqlRetryingTotal,
+	"delivery_rows":      sqlDeliveryRows,
 	"delivery_attempts":  sqlDeliveryAttempts,
 	"status_counts":      sqlStatusCounts,
 	"latency":            sqlLatency,

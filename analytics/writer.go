@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -306,6 +307,9 @@ const maxExcerpt = 1024
 func (c *columns) add(a *schemas.Attempt) {
 	now := time.Now().UTC()
 	accepted := a.AcceptedAt
+	if accepted.IsZero() && a.EventCreated > 0 {
+		accepted = time.Unix(a.EventCreated, 0)
+	}
 	if accepted.IsZero() {
 		accepted = a.AttemptedAt
 	}
@@ -317,7 +321,7 @@ func (c *columns) add(a *schemas.Attempt) {
 	}
 	excerpt := a.ResponseExcerpt
 	if len(excerpt) > maxExcerpt {
-		excerpt = excerpt[:maxExcerpt]
+		excerpt = strings.ToValidUTF8(excerpt[:maxExcerpt], "")
 	}
 	var test uint8
 	if a.Test {

@@ -128,9 +128,19 @@ def main():
     c.expect("raw rows (copies included)", int(c.run(f"SELECT count() FROM {DB}.attempts")[0][0]), 2 * first + 1)
 
     def page(acc, ep, status="", typ="", limit=25, offset=0):
-        got = c.run("deliveries", acc, ep, typ, typ, status, status, limit, offset)
-        total = int(c.run("deliveries_total", acc, ep, typ, typ, status, status)[0][0])
-        return [row[0] for row in got], total, got
+        if status == "retrying":
+            page_ids = c.run("retrying_ids", acc, ep, typ, typ, offset, limit)
+            total = int(c.run("retrying_total", acc, ep, typ, typ)[0][0])
+        else:
+            page_ids = c.run("delivery_ids", acc, ep, typ, typ, status, status, offset, limit)
+            total = int(c.run("deliveries_total", acc, ep, typ, typ, status, status)[0][0])
+        ids = [r[0] for r in page_ids]
+        unix = lambda v: int(datetime.strptime(v, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
+        times = [unix(r[1]) for r in page_ids]
+        got = c.run("delivery_rows", acc, ep, min(times), max(times), tuple(ids)) if ids else []
+        if [row[0] for row in got] != ids:
+            c.expect("rows in page order", [row[0] for row in got], ids)
+        return ids, total, got
 
     ids, total, got = page("acc_a", "we_1")
     c.expect("deliveries newest first", (ids, total), (["d3", "d2", "d1"], 3))
@@ -151,7 +161,7 @@ def main():
     c.expect("detail tenancy", c.run("delivery_attempts", "acc_b", "we_1", "d1"), [])
 
     since = int((now - timedelta(days=1)).timestamp())
-    c.expect("status counts", [int(x) for x in c.run("status_counts", "acc_a", "we_1", since)[0]], [1, 1, 1])
+    c.expect("status counts (all, success, finished)", [int(x) for x in c.run("status_counts", "acc_a", "we_1", since)[0]], [3, 1, 2])
     lat = c.run("latency", "acc_a", "we_1", since)[0]
     c.expect("latency count and percentiles", [int(lat[0]), [float(x) for x in lat[1]]], [7, [300.0, 2000.0, 2000.0]])
 
