@@ -657,3 +657,26 @@ func kafkaReader(kc *broker.Config, topic string) *kafka.Reader {
 		StartOffset: kafka.FirstOffset, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond,
 	})
 }
+
+// The ingestion routes' answers match the OpenAPI document too.
+func TestIngestionResponsesMatchOpenAPI(t *testing.T) {
+	g := startAPI(t, testConfig(testenv.Kafka(t)))
+	ev := `{"type": "document.signed", "data": {"document_id": "doc_1"}}`
+	r := call(t, g, keyA, "POST", "/v1/events", ev)
+	want(t, r, 202, "")
+	if r.data()["status"] != "accepted" || r.data()["id"] == "" {
+		t.Fatalf("event: %s", r.body)
+	}
+	want(t, call(t, g, svcKey, "POST", "/v1/events", `{"type": "ocr.completed", "account_id": "acct_b", "data": {}}`), 202, "")
+	want(t, call(t, g, keyA, "POST", "/v1/events", `{"type": "ocr.completed", "account_id": "acct_b", "data": {}}`), 403, "forbidden")
+	want(t, call(t, g, keyA, "POST", "/v1/events", `{"type": "nope", "data": {}}`), 400, "validation_error")
+	want(t, call(t, g, "", "POST", "/v1/events", ev), 401, "unauthorized")
+	want(t, call(t, g, keyA, "POST", "/v1/events", ev, "Content-Type", "text/plain"), 415, "unsupported_media_type")
+	want(t, call(t, g, keyA, "POST", "/v1/events/batch", `{"events": [`+ev+`, `+ev+`]}`), 202, "")
+	r = call(t, g, keyA, "POST", "/v1/events/batch", `{"events": [`+ev+`, {"type": "nope", "data": {}}]}`)
+	if r.status != 207 {
+		t.Fatalf("mixed batch: %d %s", r.status, r.body)
+	}
+	want(t, call(t, g, keyA, "POST", "/v1/events/batch", `{"events": [{"type": "nope", "data": {}}]}`), 400, "validation_error")
+	want(t, call(t, g, keyA, "GET", "/v1/events", ""), 405, "method_not_allowed")
+}
