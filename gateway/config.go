@@ -91,6 +91,9 @@ func (c *Config) Validate() error {
 	if c.Delivery != nil {
 		errs = append(errs, c.Delivery.Validate())
 	}
+	if c.History != nil {
+		errs = append(errs, c.History.Validate())
+	}
 	if c.RateLimit < 0 {
 		errs = append(errs, fmt.Errorf("gateway.rate-limit: must not be negative, got %g", c.RateLimit))
 	}

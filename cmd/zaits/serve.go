@@ -48,9 +48,11 @@ func serve(cmd string, args []string) int {
 	var (
 		anCfg = analytics.Config{Kafka: &kafkaCfg}
 		diCfg = dispatcher.Config{Kafka: &kafkaCfg, Endpoints: &epCfg, Delivery: &dlCfg}
-		gwCfg = gateway.Config{Kafka: &kafkaCfg, Endpoints: &epCfg}
+		// The gateway's test deliveries use the delivery client; its delivery
+		// history routes read what analytics writes (clickhouse.* flags).
+		gwCfg = gateway.Config{Kafka: &kafkaCfg, Endpoints: &epCfg, Delivery: &dlCfg, History: &anCfg}
 	)
-	if run("analytics") {
+	if run("analytics") || run("gateway") {
 		anCfg.RegisterFlags(fs)
 	}
 	if run("dispatcher") {
