@@ -218,7 +218,8 @@ var ErrUnknownEndpoint = errors.New("endpoint not registered with the receiver")
 
 // Expect records that the system accepted the event with sequence seq for
 // the endpoint named name at acceptedAt: it must arrive exactly once, and its
-// latency is measured from acceptedAt.
+// latency is measured from acceptedAt. A zero acceptedAt expects the event
+// without measuring its latency (events published during a warm-up).
 func (r *Receiver) Expect(name string, seq int64, acceptedAt time.Time) error {
 	e := r.endpoint(name)
 	if e == nil {
@@ -233,7 +234,10 @@ func (r *Receiver) Expect(name string, seq int64, acceptedAt time.Time) error {
 	if e.accepted[seq] != 0 {
 		return nil
 	}
-	e.accepted[seq] = acceptedAt.UnixNano()
+	e.accepted[seq] = unmeasured
+	if !acceptedAt.IsZero() {
+		e.accepted[seq] = acceptedAt.UnixNano()
+	}
 	r.expected.Add(1)
 	if e.arrived = grow(e.arrived, seq); e.arrived[seq] != 0 {
 		r.matched.Add(1)
@@ -258,6 +262,9 @@ func (r *Receiver) endpoint(name string) *endpoint {
 	defer r.mu.RUnlock()
 	return r.endpoints[name]
 }
+
+// unmeasured marks an expected event whose latency is not measured.
+const unmeasured = -1
 
 // grow extends s so that s[i] exists.
 func grow(s []int64, i int64) []int64 {

@@ -142,6 +142,22 @@ func TestReceiverReportsEveryFault(t *testing.T) {
 		q.Header.Set(receiver.HeaderDelivery, schemas.DeliveryID("evt_other", "we_x"))
 	}}}, counts{Malformed: 1})
 	f("unexpected event", []int64{0}, seqs(0, 1), counts{Delivered: 2, Unexpected: 1})
+
+	t.Run("expected without latency", func(t *testing.T) {
+		r.Register(receiver.Endpoint{Name: "unmeasured", ID: "we_unmeasured", Secrets: []string{secret}})
+		for seq := range int64(3) {
+			if err := r.Expect("unmeasured", seq, time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, s := range seqs(0, 1) {
+			do(t, "unmeasured", s)
+		}
+		er := r.Report().Endpoints["unmeasured"]
+		if er.Expected != 3 || er.Losses != 1 || er.Latency.TotalCount() != 0 {
+			t.Errorf("expected %d, losses %d, latency samples %d: want 3, 1 and none (warm-up events are checked, not timed)", er.Expected, er.Losses, er.Latency.TotalCount())
+		}
+	})
 }
 
 func TestReceiverBehaviours(t *testing.T) {

@@ -107,7 +107,9 @@ func (e *endpoint) report() EndpointReport {
 		switch {
 		case acc != 0 && arr != 0:
 			er.Expected++
-			_ = er.Latency.RecordValue(max((arr-acc)/int64(time.Microsecond), 1))
+			if acc != unmeasured {
+				_ = er.Latency.RecordValue(max((arr-acc)/int64(time.Microsecond), 1))
+			}
 		case acc != 0:
 			er.Expected++
 			er.Losses++

@@ -62,6 +62,22 @@ func (e *Env) Find(name string) *Result {
 	return nil
 }
 
+// Ceiling is the closed-loop deliveries/s of an earlier ceiling run, or 0.
+func (e *Env) Ceiling() float64 { return ceilingOf(e.Earlier) }
+
+func ceilingOf(results []*Result) float64 {
+	for _, r := range results {
+		if r.Scenario == "ceiling" {
+			for _, m := range r.Runs {
+				if m.Mode == "closed" {
+					return m.UnitsPerSecond
+				}
+			}
+		}
+	}
+	return 0
+}
+
 // Result is what a scenario measured.
 type Result struct {
 	Scenario string `json:"scenario"`

@@ -35,18 +35,7 @@ func (su *Suite) Write() error {
 }
 
 // Ceiling is the closed-loop deliveries/s of the ceiling scenario, or 0.
-func (su *Suite) Ceiling() float64 {
-	for _, r := range su.Results {
-		if r.Scenario == "ceiling" {
-			for _, m := range r.Runs {
-				if m.Mode == "closed" {
-					return m.UnitsPerSecond
-				}
-			}
-		}
-	}
-	return 0
-}
+func (su *Suite) Ceiling() float64 { return ceilingOf(su.Results) }
 
 func chartName(kind, scenario string) string { return kind + "-" + scenario + ".svg" }
 

@@ -1,0 +1,388 @@
+package scenario
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
+
+	"github.com/zaits/webhooks/bench/load"
+	"github.com/zaits/webhooks/bench/receiver"
+	"github.com/zaits/webhooks/bench/suite"
+)
+
+// E2EConfig configures the e2e scenario. RegisterFlags sets the documented defaults.
+type E2EConfig struct {
+	// Endpoints is the number of endpoints (N) registered at the receiver;
+	// every event fans out to all of them. Default 10.
+	Endpoints int
+	// Rate is the events published per second (R); deliveries/s is N×R. Default 200.
+	Rate float64
+	// BatchSize is the events per publish request (POST /v1/events/batch). Default 20.
+	BatchSize int
+	// Drain bounds the wait for the last deliveries after publishing stops. Default 30s.
+	Drain time.Duration
+}
+
+// RegisterFlags registers the e2e.* flags.
+func (c *E2EConfig) RegisterFlags(fs *flag.FlagSet) {
+	fs.IntVar(&c.Endpoints, "e2e.endpoints", 10, "endpoints at the receiver (N); every event goes to all of them")
+	fs.Float64Var(&c.Rate, "e2e.rate", 200, "events published per second (R); deliveries/s = N×R")
+	fs.IntVar(&c.BatchSize, "e2e.batch-size", 20, "events per publish request (POST /v1/events/batch)")
+	fs.DurationVar(&c.Drain, "e2e.drain", 30*time.Second, "how long to wait for the last deliveries after publishing stops")
+}
+
+// Validate reports every problem at once.
+func (c *E2EConfig) Validate() error {
+	var errs []error
+	if c.Endpoints < 1 || c.Endpoints > 10_000 {
+		errs = append(errs, fmt.Errorf("e2e.endpoints: must be 1..10000, got %d", c.Endpoints))
+	}
+	if c.Rate <= 0 {
+		errs = append(errs, errors.New("e2e.rate: must be positive"))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 1000 {
+		errs = append(errs, fmt.Errorf("e2e.batch-size: must be 1..1000, got %d", c.BatchSize))
+	}
+	if c.Drain <= 0 {
+		errs = append(errs, errors.New("e2e.drain: must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// E2E measures the whole system: events published over HTTP are routed,
+// dispatched and delivered to the bench's verifying receiver.
+func E2E(cfg *E2EConfig) suite.Scenario {
+	return suite.Scenario{
+		Name:  "e2e",
+		About: "Registers N endpoints at the bench's verifying receiver, publishes events at rate R over HTTP (each event goes to all N), and measures sustained deliveries/s, publish→receipt latency, and signature failures, order violations, duplicates and losses.",
+		Estimate: func(sc *suite.Config) time.Duration {
+			return sc.Warmup + sc.Duration + cfg.Drain/3 + 15*time.Second
+		},
+		Run: func(ctx context.Context, env *suite.Env) (*suite.Result, error) {
+			target, stop, err := env.System(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("system: %w", err)
+			}
+			defer stop()
+			res := &suite.Result{}
+			m, err := deliver(ctx, env, target, deliveryPlan{
+				name: fmt.Sprintf("%d endpoints × %s events/s", cfg.Endpoints, load.Thousands(cfg.Rate)),
+				endpoints: cfg.Endpoints, rate: cfg.Rate, batch: cfg.BatchSize, drain: cfg.Drain,
+			})
+			if m != nil {
+				res.Runs = append(res.Runs, m)
+			}
+			if err != nil {
+				return res, err
+			}
+			rp, l := m.Receiver, m.ReceiverLatency
+			res.Headline = []suite.Metric{
+				{Name: "sustained deliveries", Value: m.UnitsPerSecond, Unit: "deliveries/s"},
+				{Name: "offered deliveries (N×R)", Value: float64(cfg.Endpoints) * cfg.Rate, Unit: "deliveries/s"},
+			}
+			if ceil := env.Ceiling(); ceil > 0 {
+				res.Headline = append(res.Headline, suite.Metric{Name: "ceiling ratio", Value: 100 * m.UnitsPerSecond / ceil, Unit: "% of the ceiling"})
+			}
+			res.Headline = append(res.Headline,
+				suite.Metric{Name: "publish→receipt p50", Value: float64(l.P50) / 1000, Unit: "ms"},
+				suite.Metric{Name: "publish→receipt p99", Value: float64(l.P99) / 1000, Unit: "ms"},
+				suite.Metric{Name: "publish→receipt p99.9", Value: float64(l.P999) / 1000, Unit: "ms"},
+				suite.Metric{Name: "publish→receipt max", Value: float64(l.Max) / 1000, Unit: "ms"},
+				suite.Metric{Name: "signature failures (expect 0)", Value: float64(rp.SignatureFailures + rp.Malformed)},
+				suite.Metric{Name: "order violations (expect 0)", Value: float64(rp.OrderViolations)},
+				suite.Metric{Name: "duplicates (expect few)", Value: float64(rp.Duplicates)},
+				suite.Metric{Name: "losses (expect 0)", Value: float64(rp.Losses)},
+			)
+			if target.Started {
+				res.Notes = append(res.Notes, "Measured on a private zaits started for this scenario: `zaits "+strings.Join(target.Args, " ")+"`")
+			}
+			res.Notes = append(res.Notes,
+				"One publisher sends the batches in sequence order, so acceptance order is sequence order and any order violation is the system's.",
+				"Latency is from when each publish request was due (open loop, coordinated omission corrected) to the receiver's arrival time: it includes the ingest request. Events published during the warm-up are checked for loss, order and duplicates but not timed.",
+				"Deliveries/s counts distinct verified deliveries the receiver answered 200 to during the measured window.")
+			if rp.SignatureFailures+rp.Malformed+rp.OrderViolations+rp.Losses > 0 {
+				return res, fmt.Errorf("the receiver saw %d signature failures, %d malformed deliveries, %d order violations and %d losses",
+					rp.SignatureFailures, rp.Malformed, rp.OrderViolations, rp.Losses)
+			}
+			return res, nil
+		},
+	}
+}
+
+// deliveryPlan is one publish-and-receive run through the system.
+type deliveryPlan struct {
+	name      string
+	endpoints int
+	rate      float64 // events/s
+	batch     int
+	drain     time.Duration
+	// behave sets how endpoint i answers once the probe went through (failures scenario).
+	behave map[int]receiver.Behaviour
+	// receiverConfig configures the receiver (zero: defaults).
+	receiverConfig receiver.Config
+	// inspect, when set, sees the receiver and endpoint names after the drain.
+	inspect func(rcv *receiver.Receiver, names []string)
+}
+
+// deliver registers the endpoints, proves routing works with a probe event,
+// publishes open loop at plan.rate, waits for the healthy endpoints to
+// receive everything (or the drain timeout), and returns the measurement.
+func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan deliveryPlan) (*suite.Measurement, error) {
+	if t.APIKey == "" || t.ServiceToken == "" {
+		return nil, errors.New("the system's API key and service token are needed: with -bench.system=running set -bench.api-key and -bench.token")
+	}
+	rcv := receiver.New(plan.receiverConfig)
+	if err := rcv.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = rcv.Close(sctx)
+	}()
+	run := RunID()
+	names := make([]string, plan.endpoints)
+	for i := range names {
+		names[i] = "e" + strconv.Itoa(i)
+		ep, err := createEndpoint(ctx, t, rcv.URL(names[i]), "zaits-bench "+run, []string{EventType})
+		if err != nil {
+			return nil, err
+		}
+		rcv.Register(receiver.Endpoint{Name: names[i], ID: ep.ID, Secrets: []string{ep.Secret}})
+	}
+	pub := &publisher{target: t, run: run, client: &fasthttp.Client{
+		MaxConnsPerHost: 4, ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second, MaxResponseBodySize: 4 << 20, MaxIdemponentCallAttempts: 1,
+	}}
+	expect := func(seqs []int64, at time.Time) error {
+		for _, n := range names {
+			for _, s := range seqs {
+				if err := rcv.Expect(n, s, at); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+
+	// Probe: one event must reach every endpoint before the clock starts.
+	probeStart := time.Now()
+	seqs, err := pub.publish(ctx, []int64{0})
+	if err != nil {
+		return nil, fmt.Errorf("probe event: %w", err)
+	}
+	if err := expect(seqs, time.Time{}); err != nil {
+		return nil, err
+	}
+	if !waitFor(ctx, 30*time.Second, func() bool { return rcv.Outstanding() == 0 }) {
+		rp := rcv.Report()
+		return nil, fmt.Errorf("the probe event did not reach every endpoint within 30s (delivered %d of %d, %d requests, %d signature failures, %d malformed)",
+			rp.Delivered, len(names), rp.Requests, rp.SignatureFailures, rp.Malformed)
+	}
+	env.Log.Info("probe delivered to every endpoint", "endpoints", len(names), "took", time.Since(probeStart).Round(time.Millisecond))
+	for i, b := range plan.behave {
+		if err := rcv.SetBehaviour(names[i], b); err != nil {
+			return nil, err
+		}
+	}
+
+	// Publish; the receiver's deliveries are sampled every second.
+	sc := env.Config
+	var next int64 = 1
+	var mu sync.Mutex // one publisher, but keep seq handout obviously safe
+	started := time.Now()
+	measureFrom := started.Add(sc.Warmup)
+	tl := newTimeline(rcv, started, sc.Warmup)
+	op := func(ctx context.Context, _ int, intended time.Time) (int, error) {
+		mu.Lock()
+		batch := make([]int64, plan.batch)
+		for i := range batch {
+			batch[i] = next
+			next++
+		}
+		mu.Unlock()
+		accepted, err := pub.publish(ctx, batch)
+		at := intended
+		if intended.Before(measureFrom) {
+			at = time.Time{}
+		}
+		if e := expect(accepted, at); e != nil {
+			return 0, e
+		}
+		if err != nil {
+			return 0, err
+		}
+		return len(accepted) * len(names), nil
+	}
+	stats, err := load.Run(ctx, load.Plan{
+		Name: plan.name, Concurrency: 1, Rate: plan.rate / float64(plan.batch),
+		Warmup: sc.Warmup, Duration: sc.Duration, Progress: env.Progress, Unit: "deliveries offered",
+	}, op)
+	if err != nil {
+		tl.stop()
+		return nil, err
+	}
+	measureEnd := measureFrom.Add(stats.Duration)
+	healthy := func() bool {
+		rp := rcv.Report()
+		for i, n := range names {
+			if _, failing := plan.behave[i]; !failing && rp.Endpoints[n].Losses > 0 {
+				return false
+			}
+		}
+		return true
+	}
+	drainStart := time.Now()
+	drained := waitFor(ctx, plan.drain, healthy)
+	env.Log.Info("drain", "complete", drained, "took", time.Since(drainStart).Round(time.Millisecond))
+	tl.stop()
+	if plan.inspect != nil {
+		plan.inspect(rcv, names)
+	}
+	rep := rcv.Report()
+	m := suite.NewMeasurement(stats, "deliveries", "HTTP POST /v1/events/batch → router → dispatcher → receiver", &rep)
+	m.Timeline = tl.samples
+	m.Units = tl.deliveredBetween(measureFrom, measureEnd)
+	m.UnitsPerSecond = float64(m.Units) / stats.Duration.Seconds()
+	if !drained {
+		return m, fmt.Errorf("healthy endpoints still missed deliveries %s after publishing stopped (losses counted as of then)", plan.drain)
+	}
+	return m, nil
+}
+
+// waitFor polls cond every 50 ms until it holds (true) or timeout passes (false).
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// publisher posts bench events in batches with the service token.
+type publisher struct {
+	target *suite.Target
+	run    string
+	client *fasthttp.Client
+}
+
+// publish posts the events with sequence numbers seqs and returns the ones
+// the system accepted (all on 202, the accepted items on 207).
+func (p *publisher) publish(ctx context.Context, seqs []int64) ([]int64, error) {
+	body := []byte(`{"events":[`)
+	for i, s := range seqs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		v, err := json.Marshal(NewEvent("evt_"+p.run+"_"+strconv.FormatInt(s, 10), p.target.Account, s))
+		if err != nil {
+			return nil, err
+		}
+		body = append(body, v...)
+	}
+	body = append(body, "]}"...)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI(p.target.GatewayURL + "/v1/events/batch")
+	req.Header.Set("Authorization", "Bearer "+p.target.ServiceToken)
+	req.Header.SetContentType("application/json")
+	req.SetBodyRaw(body)
+	if err := p.client.DoTimeout(req, resp, 15*time.Second); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	switch resp.StatusCode() {
+	case fasthttp.StatusAccepted:
+		return seqs, nil
+	case fasthttp.StatusMultiStatus:
+		var env struct {
+			Data struct {
+				Results []struct {
+					Index  int    `json:"index"`
+					Status string `json:"status"`
+				} `json:"results"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(resp.Body(), &env); err != nil {
+			return nil, fmt.Errorf("publish: 207 answer: %w", err)
+		}
+		var ok []int64
+		for _, r := range env.Data.Results {
+			if r.Status == "accepted" && r.Index >= 0 && r.Index < len(seqs) {
+				ok = append(ok, seqs[r.Index])
+			}
+		}
+		return ok, fmt.Errorf("publish: %d of %d events rejected: %s", len(seqs)-len(ok), len(seqs), clip(resp.Body(), 300))
+	}
+	return nil, fmt.Errorf("publish: status %d: %s", resp.StatusCode(), clip(resp.Body(), 300))
+}
+
+// timeline samples the receiver's delivered count every second.
+type timeline struct {
+	rcv     *receiver.Receiver
+	start   time.Time
+	warmup  time.Duration
+	samples []load.Sample
+	counts  []int64 // delivered at each sample
+	times   []time.Time
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func newTimeline(rcv *receiver.Receiver, start time.Time, warmup time.Duration) *timeline {
+	t := &timeline{rcv: rcv, start: start, warmup: warmup, done: make(chan struct{})}
+	t.counts, t.times = []int64{rcv.Delivered()}, []time.Time{start}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var prevErr int64
+		for {
+			select {
+			case <-t.done:
+				return
+			case now := <-tick.C:
+				d, e := rcv.Delivered(), rcv.Errors()
+				prev := t.counts[len(t.counts)-1]
+				e, prevErr = e-prevErr, e
+				el := now.Sub(t.times[len(t.times)-1]).Seconds()
+				t.samples = append(t.samples, load.Sample{T: now.Sub(start).Seconds(), Rate: float64(d-prev) / el, Errors: e, Warmup: now.Sub(start) <= warmup})
+				t.counts, t.times = append(t.counts, d), append(t.times, now)
+			}
+		}
+	}()
+	return t
+}
+
+func (t *timeline) stop() {
+	close(t.done)
+	t.wg.Wait()
+}
+
+// deliveredBetween is the deliveries between the samples nearest to from and to.
+func (t *timeline) deliveredBetween(from, to time.Time) int64 {
+	nearest := func(at time.Time) int64 {
+		best, bestD := int64(0), time.Duration(1<<62)
+		for i, ts := range t.times {
+			if d := max(ts.Sub(at), at.Sub(ts)); d < bestD {
+				best, bestD = t.counts[i], d
+			}
+		}
+		return best
+	}
+	return nearest(to) - nearest(from)
+}
