@@ -100,7 +100,7 @@ func BenchmarkWriterThroughKafka(b *testing.B) {
 // endpoints, two attempts per delivery (a retry, then success or, for one
 // delivery in ten, failure), accepted over the last 20 days. It is loaded
 // once server-side (INSERT … SELECT FROM numbers()) into the database
-// bench_zaits_analytics_v2, which is kept for the next run.
+// bench_zaits_analytics_v3, which is kept for the next run.
 const benchEndpoints = 100
 
 var (
@@ -118,7 +118,7 @@ func benchRows() int {
 func benchLog(b *testing.B) (driver.Conn, string) {
 	b.Helper()
 	conn := testenv.Open(b, testenv.ClickHouseAddr(), "default")
-	db := "bench_zaits_analytics_v2" // bump when the generated data changes
+	db := "bench_zaits_analytics_v3" // bump when the generated data changes
 	n := benchRows()
 	benchOnce.Do(func() {
 		ctx := context.Background()

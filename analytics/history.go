@@ -273,7 +273,7 @@ func (h *History) ids(ctx context.Context, query string, args ...any) (pageIDs, 
 // account's endpoint has no such delivery.
 func (h *History) Delivery(ctx context.Context, accountID, endpointID, deliveryID string) (DeliveryDetail, bool, error) {
 	defer h.observe("delivery", time.Now())
-	rows, err := h.conn.Query(ctx, h.sql["delivery_attempts"], accountID, endpointID, deliveryID)
+	rows, err := h.conn.Query(ctx, h.sql["delivery_attempts"], accountID, endpointID, deliveryID, accountID, endpointID, deliveryID)
 	if err != nil {
 		return DeliveryDetail{}, false, fmt.Errorf("delivery attempts: %w", err)
 	}

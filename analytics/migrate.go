@@ -68,8 +68,10 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int
 		log.Info("clickhouse migration applied", "migration", m.Name, "database", db, "server", version)
 	}
 	if modern {
-		if err := conn.Exec(ctx, inDB(sqlRetentionTTL, db), retentionDays); err != nil {
-			return fmt.Errorf("retention ttl: %w", err)
+		for _, stmt := range []string{sqlRetentionTTL, sqlRetentionTTLIndex} {
+			if err := conn.Exec(ctx, inDB(stmt, db), retentionDays); err != nil {
+				return fmt.Errorf("retention ttl: %w", err)
+			}
 		}
 	}
 	return nil

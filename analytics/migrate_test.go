@@ -73,7 +73,7 @@ func TestMigrationFilesParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ms) < 2 || ms[0].Version != 1 || ms[0].Modern || !ms[1].Modern {
+	if len(ms) < 3 || ms[0].Version != 1 || ms[0].Modern || !ms[1].Modern || ms[2].Modern || len(ms[2].Statements) != 3 {
 		t.Fatalf("migrations = %+v", ms)
 	}
 	f := func(in string, want []string) {
@@ -122,8 +122,8 @@ func TestDropExpiredPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	dropped, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now)
-	if err != nil || !reflect.DeepEqual(dropped, []int{202609}) {
-		t.Fatalf("dropped %v, %v; want [202609]", dropped, err)
+	if err != nil || !reflect.DeepEqual(dropped, []int{202609, 202609}) { // attempts, delivery_index
+		t.Fatalf("dropped %v, %v; want [202609 202609]", dropped, err)
 	}
 	if again, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now); err != nil || len(again) != 0 {
 		t.Errorf("second run dropped %v, %v", again, err)
@@ -135,6 +135,10 @@ func TestDropExpiredPartitions(t *testing.T) {
 	list, total, err := h.Deliveries(ctx, "acc", "we", DeliveryFilter{})
 	if err != nil || total != 2 || ids(list)[1] != "evtb" {
 		t.Errorf("after retention: %v total %d, %v", ids(list), total, err)
+	}
+	var indexed uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".delivery_index").Scan(&indexed); err != nil || indexed != 2 {
+		t.Errorf("delivery_index after retention: %d rows, %v", indexed, err)
 	}
 }
 

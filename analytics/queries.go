@@ -31,13 +31,16 @@ ORDER BY version`
 
 	sqlRecordMigration = `INSERT INTO {db}.schema_migrations (version, name, applied_at)`
 
-	// sqlRetentionTTL is applied at start-up on modern servers only.
-	sqlRetentionTTL = `ALTER TABLE {db}.attempts MODIFY TTL accepted_at + toIntervalDay(?)`
+	// sqlRetentionTTL* are applied at start-up on modern servers only.
+	sqlRetentionTTL      = `ALTER TABLE {db}.attempts MODIFY TTL accepted_at + toIntervalDay(?)`
+	sqlRetentionTTLIndex = `ALTER TABLE {db}.delivery_index MODIFY TTL accepted_at + toIntervalDay(?)`
 
-	sqlPartitions = `SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = 'attempts' AND active`
+	// sqlPartitions lists a table's partitions. Parameters: database, table.
+	sqlPartitions = `SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active`
 
-	// sqlDropPartition takes a validated YYYYMM number in place of %d.
-	sqlDropPartition = `ALTER TABLE {db}.attempts DROP PARTITION %d`
+	// sqlDropPartition takes a table of partitionedTables for %s and a
+	// validated YYYYMM number for %d.
+	sqlDropPartition = `ALTER TABLE {db}.%s DROP PARTITION %d`
 
 	sqlInsertAttempts = `INSERT INTO {db}.attempts (account_id, endpoint_id, accepted_at, delivery_id, attempt, event_id, event_type, outcome, http_status, latency_ms, error_code, error, response_excerpt, test, event_created, attempted_at, next_retry_at, inserted_at)`
 
@@ -111,8 +114,9 @@ GROUP BY delivery_id
 ORDER BY created DESC, delivery_id DESC`
 
 	// sqlDeliveryAttempts lists one delivery's attempts, one row per attempt
-	// number (the latest copy of each).
-	// Parameters: account, endpoint, delivery.
+	// number (the latest copy of each); delivery_index gives accepted_at, so
+	// the read stays within a few granules.
+	// Parameters: account, endpoint, delivery, account, endpoint, delivery.
 	sqlDeliveryAttempts = `SELECT
     attempt,
     any(event_id),
@@ -128,7 +132,9 @@ ORDER BY created DESC, delivery_id DESC`
     argMax(next_retry_at, attempted_at),
     max(test)
 FROM {db}.attempts
-WHERE account_id = ? AND endpoint_id = ? AND delivery_id = ?
+WHERE account_id = ? AND endpoint_id = ? AND delivery_id = ? AND accepted_at IN (
+    SELECT accepted_at FROM {db}.delivery_index WHERE account_id = ? AND endpoint_id = ? AND delivery_id = ?
+)
 GROUP BY attempt
 ORDER BY attempt`
 
@@ -171,26 +177,30 @@ GROUP BY endpoint_id`
 
 // statements names every constant above, for the export to the chdb check.
 var statements = map[string]string{
-	"version":            sqlVersion,
-	"create_database":    sqlCreateDatabase,
-	"create_migrations":  sqlCreateMigrations,
-	"applied_migrations": sqlAppliedMigrations,
-	"record_migration":   sqlRecordMigration,
-	"retention_ttl":      sqlRetentionTTL,
-	"partitions":         sqlPartitions,
-	"drop_partition":     sqlDropPartition,
-	"insert_attempts":    sqlInsertAttempts,
-	"delivery_ids":       sqlDeliveryIDs,
-	"deliveries_total":   sqlDeliveriesTotal,
-	"retrying_ids":       sqlRetryingIDs,
-	"retrying_total":     sqlRetryingTotal,
-	"delivery_rows":      sqlDeliveryRows,
-	"delivery_attempts":  sqlDeliveryAttempts,
-	"status_counts":      sqlStatusCounts,
-	"latency":            sqlLatency,
-	"last_delivery":      sqlLastDelivery,
-	"success_counts":     sqlSuccessCounts,
+	"version":             sqlVersion,
+	"create_database":     sqlCreateDatabase,
+	"create_migrations":   sqlCreateMigrations,
+	"applied_migrations":  sqlAppliedMigrations,
+	"record_migration":    sqlRecordMigration,
+	"retention_ttl":       sqlRetentionTTL,
+	"retention_ttl_index": sqlRetentionTTLIndex,
+	"partitions":          sqlPartitions,
+	"drop_partition":      sqlDropPartition,
+	"insert_attempts":     sqlInsertAttempts,
+	"delivery_ids":        sqlDeliveryIDs,
+	"deliveries_total":    sqlDeliveriesTotal,
+	"retrying_ids":        sqlRetryingIDs,
+	"retrying_total":      sqlRetryingTotal,
+	"delivery_rows":       sqlDeliveryRows,
+	"delivery_attempts":   sqlDeliveryAttempts,
+	"status_counts":       sqlStatusCounts,
+	"latency":             sqlLatency,
+	"last_delivery":       sqlLastDelivery,
+	"success_counts":      sqlSuccessCounts,
 }
+
+// partitionedTables are the monthly-partitioned tables retention prunes.
+var partitionedTables = []string{"attempts", "delivery_index"}
 
 // inDB puts the database name into a statement.
 func inDB(stmt, db string) string { return strings.ReplaceAll(stmt, "{db}", db) }

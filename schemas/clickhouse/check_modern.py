@@ -79,6 +79,7 @@ class Check:
                 self.run(stmt.replace("{db}", DB))
             self.run(self.sql["record_migration"] + " VALUES (?, ?, now())", m["version"], m["name"])
         self.run("retention_ttl", 30)
+        self.run("retention_ttl_index", 30)
 
 
 def main():
@@ -154,11 +155,11 @@ def main():
     c.expect("event type filter", page("acc_a", "we_1", typ="document.signed")[:2], (["d3", "d1"], 2))
     c.expect("tenancy", page("acc_b", "we_1")[:2], (["d5"], 1))
 
-    att = c.run("delivery_attempts", "acc_a", "we_1", "d1")
+    att = c.run("delivery_attempts", "acc_a", "we_1", "d1", "acc_a", "we_1", "d1")
     c.expect("detail attempts", [(int(a[0]), a[3], int(a[4])) for a in att],
              [(1, "retrying", 500), (2, "retrying", 500), (3, "retrying", 500), (4, "success", 200)])
     c.expect("detail next retry", att[0][11], fmt(base + timedelta(minutes=1)))
-    c.expect("detail tenancy", c.run("delivery_attempts", "acc_b", "we_1", "d1"), [])
+    c.expect("detail tenancy", c.run("delivery_attempts", "acc_b", "we_1", "d1", "acc_b", "we_1", "d1"), [])
 
     since = int((now - timedelta(days=1)).timestamp())
     c.expect("status counts (all, success, finished)", [int(x) for x in c.run("status_counts", "acc_a", "we_1", since)[0]], [3, 1, 2])
@@ -176,10 +177,12 @@ def main():
     rows.clear()
     add("acc_a", "we_1", "d_old", "evt_old", "document.signed", old, [ok], [1])
     c.run(c.sql["insert_attempts"] + values(rows))
-    parts = sorted(r[0] for r in c.run("partitions", DB))
-    c.expect("partitions listed", "202001" in parts, True)
-    c.run(c.sql["drop_partition"].replace("%d", "202001"))
-    c.expect("partition dropped", "202001" in [r[0] for r in c.run("partitions", DB)], False)
+    for table in ("attempts", "delivery_index"):
+        parts = sorted(r[0] for r in c.run("partitions", DB, table))
+        c.expect(f"{table} partitions listed", "202001" in parts, True)
+        c.run(c.sql["drop_partition"].replace("%s", table).replace("%d", "202001"))
+        c.expect(f"{table} partition dropped", "202001" in [r[0] for r in c.run("partitions", DB, table)], False)
+    c.expect("delivery index rows", int(c.run(f"SELECT uniqExact(delivery_id) FROM {DB}.delivery_index")[0][0]), 5)
     c.expect("other partitions kept", page("acc_a", "we_1")[1], 3)
 
     if c.failures:
