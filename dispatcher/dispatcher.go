@@ -50,8 +50,8 @@ type Dispatcher struct {
 	store  *endpoint.Store
 
 	sem       chan struct{} // global bound on attempts in flight
-	handoffs  *kafka.Writer // delay topics and <p>.dead
-	attempts  *kafka.Writer // <p>.attempts
+	handoffs  *feed         // to the delay topics and <p>.dead
+	attempts  *feed         // to <p>.attempts
 	group     *kafka.ConsumerGroup
 	runCtx    context.Context // ends when Stop returns
 	runCancel context.CancelFunc
@@ -89,8 +89,8 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Dispatcher, e
 		sem: make(chan struct{}, cfg.Concurrency)}
 	d.runCtx, d.runCancel = context.WithCancel(context.Background())
 	d.hardStop, d.hardDone = context.WithCancel(context.Background())
-	d.handoffs = d.newAsyncWriter()
-	d.attempts = d.newAsyncWriter()
+	d.handoffs = d.newFeed(d.newAsyncWriter())
+	d.attempts = d.newFeed(d.newAsyncWriter())
 	topic := cfg.Kafka.Topic(schemas.TopicDeliveries)
 	d.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, topic) })
 	d.ops.AddCheck("endpoints", func(context.Context) error {
@@ -204,10 +204,10 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 		}
 	}
 	d.closing.Store(true)
-	if err := d.handoffs.Close(); err != nil {
+	if err := d.handoffs.stop(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := d.attempts.Close(); err != nil {
+	if err := d.attempts.stop(); err != nil {
 		errs = append(errs, err)
 	}
 	d.runCancel()

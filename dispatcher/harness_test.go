@@ -38,7 +38,7 @@ func testConfig(kc *broker.Config) dispatcher.Config {
 	return dispatcher.Config{
 		Kafka:                kc,
 		Endpoints:            &endpoint.Config{Dev: true, RotationOverlap: time.Hour},
-		Delivery:             &dispatcher.ClientConfig{AllowNetworks: loopback, Timeout: 2 * time.Second},
+		Delivery:             &dispatcher.ClientConfig{AllowNetworks: loopback, Timeout: 2 * time.Second, MaxConnsPerHost: 1024},
 		OpsListen:            "127.0.0.1:0",
 		Group:                kc.TopicPrefix + "-dispatcher",
 		RetrySchedule:        testSchedule,

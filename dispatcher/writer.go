@@ -45,13 +45,61 @@ func (d *Dispatcher) newAsyncWriter() *kafka.Writer {
 	return w
 }
 
+// feed is the single caller of one writer's WriteMessages: lanes hand it
+// messages through a channel and it passes them on in batches, so hundreds
+// of lanes do not contend for the writer's lock message by message.
+type feed struct {
+	w    *kafka.Writer
+	ch   chan kafka.Message
+	done chan struct{} // closed by stop: no more messages are taken
+	exit chan struct{} // closed when the loop has returned
+}
+
+func (d *Dispatcher) newFeed(w *kafka.Writer) *feed {
+	f := &feed{w: w, ch: make(chan kafka.Message, 4096), done: make(chan struct{}), exit: make(chan struct{})}
+	go func() {
+		defer close(f.exit)
+		batch := make([]kafka.Message, 0, 1024)
+		for {
+			select {
+			case <-f.done:
+				return
+			case m := <-f.ch:
+				batch = append(batch[:0], m)
+			}
+			for len(batch) < cap(batch) {
+				select {
+				case m := <-f.ch:
+					batch = append(batch, m)
+					continue
+				default:
+				}
+				break
+			}
+			if err := f.w.WriteMessages(d.runCtx, batch...); err != nil {
+				d.log.Warn("produce not accepted", "topic", batch[0].Topic, "err", err)
+			}
+			clear(batch)
+		}
+	}()
+	return f
+}
+
+// stop ends the loop; messages not yet taken are dropped (their entries
+// stay unfinished, so uncommitted), then the writer flushes and closes.
+func (f *feed) stop() error {
+	close(f.done)
+	<-f.exit
+	return f.w.Close()
+}
+
 // write produces m for e, holding e until the ack.
-func (d *Dispatcher) write(w *kafka.Writer, e *entry, m kafka.Message) {
+func (d *Dispatcher) write(f *feed, e *entry, m kafka.Message) {
 	m.WriterData = e
 	e.hold()
-	if err := w.WriteMessages(d.runCtx, m); err != nil {
-		// The writer is closed (shutdown): e stays unfinished.
-		d.log.Warn("produce not accepted", "topic", m.Topic, "err", err)
+	select {
+	case f.ch <- m:
+	case <-f.done: // shutting down: e stays unfinished
 	}
 }
 
