@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"errors"
+
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 )
@@ -37,4 +39,14 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(b)
+}
+
+// requestErrorHandler answers requests fasthttp could not read (a body over
+// the server's limit, a malformed request) with the error envelope.
+func requestErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "payload_too_large", "the request body is too large")
+		return
+	}
+	writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "the request could not be read")
 }

@@ -89,6 +89,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 		IdleTimeout:        120 * time.Second,
 		MaxRequestBodySize: 8 << 20,
 		Logger:             slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandler:       requestErrorHandler,
 	}
 	return g, nil
 }

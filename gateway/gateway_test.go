@@ -86,8 +86,8 @@ func TestUnknownRouteAndMethodUseTheEnvelope(t *testing.T) {
 		if resp.StatusCode != wantStatus || !strings.Contains(string(b), `"success":false`) || !strings.Contains(string(b), `"code":"`+wantCode+`"`) {
 			t.Fatalf("%s %s = %d %s; want %d with code %s", method, path, resp.StatusCode, b, wantStatus, wantCode)
 		}
-		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-			t.Fatalf("Content-Type %q", ct)
+		if err := openAPISpec(t).validate(method, path, resp.StatusCode, resp.Header.Get("Content-Type"), b); err != nil {
+			t.Fatal(err)
 		}
 	}
 	f("GET", "/v1/nope", 404, "not_found")

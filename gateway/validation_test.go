@@ -1,7 +1,11 @@
 package gateway
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -187,4 +191,27 @@ func FuzzDecodeEndpoint(f *testing.F) {
 			t.Fatalf("test accepted without an event type: %q", body)
 		}
 	})
+}
+
+// A body over the server's own limit (8 MiB, for event batches) is refused
+// before it is read, still with the envelope.
+func TestOversizedRequestUsesTheEnvelope(t *testing.T) {
+	g := startAPI(t, testConfig(testenv.Kafka(t)))
+	c, err := net.Dial("tcp", g.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/webhooks/endpoints HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", keyA, 9<<20)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 413 || !strings.Contains(string(b), `"code":"payload_too_large"`) {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	if err := openAPISpec(t).validate("POST", "/v1/webhooks/endpoints", resp.StatusCode, resp.Header.Get("Content-Type"), b); err != nil {
+		t.Fatal(err)
+	}
 }
