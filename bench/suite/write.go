@@ -47,7 +47,7 @@ func (su *Suite) charts() map[string]string {
 			continue
 		}
 		var tput, lat []chart.Series
-		var warm float64
+		var warm, end, last float64
 		for _, m := range r.Runs {
 			s := chart.Series{Name: m.Name}
 			for _, p := range m.Timeline {
@@ -55,6 +55,10 @@ func (su *Suite) charts() map[string]string {
 			}
 			tput = append(tput, s)
 			warm = math.Max(warm, m.Warmup.Seconds())
+			end = math.Max(end, (m.Warmup + m.Duration).Seconds())
+			if n := len(m.Timeline); n > 0 {
+				last = math.Max(last, m.Timeline[n-1].T)
+			}
 			lat = append(lat, percentileSeries(m.Name+" request", m.Latency))
 			if m.ReceiverLatency != nil && m.ReceiverLatency.Count > 0 {
 				lat = append(lat, percentileSeries(m.Name+" accepted→receipt", *m.ReceiverLatency))
@@ -63,7 +67,7 @@ func (su *Suite) charts() map[string]string {
 		unit := r.Runs[0].Unit
 		out[chartName("throughput", r.Scenario)] = chart.Line{
 			Title: r.Scenario + ": throughput over time", XLabel: "seconds since the run started", YLabel: unit + " per second",
-			Series: tput, Shade: []chart.Shade{{From: 0, To: warm, Label: "warm-up (excluded)"}},
+			Series: tput, Shade: shades(warm, end, last),
 		}.SVG()
 		out[chartName("latency", r.Scenario)] = chart.Line{
 			Title: r.Scenario + ": latency by percentile", XLabel: "percentile", YLabel: "milliseconds",
@@ -91,6 +95,16 @@ func (su *Suite) charts() map[string]string {
 			bars = append(bars, chart.Bar{Label: "e2e", Value: 0, Text: "not part of this run"})
 		}
 		out["ceiling-ratio.svg"] = chart.Bars{Title: "Deliveries/s through the system as a share of this machine's ceiling", Unit: "%", Bars: bars, Max: 100}.SVG()
+	}
+	return out
+}
+
+// shades marks the warm-up and, when a timeline goes on after the
+// measured window (e2e drains), the time after publishing stopped.
+func shades(warm, end, last float64) []chart.Shade {
+	out := []chart.Shade{{From: 0, To: warm, Label: "warm-up (excluded)"}}
+	if last > end+0.5 {
+		out = append(out, chart.Shade{From: end, To: last, Label: "publishing stopped: drain"})
 	}
 	return out
 }
