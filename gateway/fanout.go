@@ -127,7 +127,7 @@ func newFanout(cfg FanoutConfig, kc *broker.Config, store *endpoint.Store, count
 		group = kc.TopicPrefix + ".router"
 	}
 	w := kc.NewWriter("", cfg.Linger)
-	w.BatchSize = 5000
+	w.BatchSize = 500 // kafka-go allocates BatchSize messages per partition batch
 	f := &fanout{
 		cfg: cfg, kafka: kc, store: store, log: log, client: kc.Client(), writer: w, counts: counts, group: group,
 		events:     kc.Topic(schemas.TopicEvents),

@@ -110,7 +110,10 @@ type ingester struct {
 
 func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg prometheus.Registerer) *ingester {
 	w := kc.NewWriter(kc.Topic(schemas.TopicEvents), cfg.Linger)
-	w.BatchSize = 5000
+	// kafka-go allocates BatchSize messages per batch and keeps one batch
+	// per partition open: 256 holds what arrives in one linger at full rate
+	// without allocating for thousands.
+	w.BatchSize = 256
 	in := &ingester{cfg: cfg, writer: w, counts: counts,
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zaits_gateway_ingest_request_seconds",
 			Help:    "Duration of event requests, from decoding to the answer (Kafka's acknowledgement included), by route.",
