@@ -275,6 +275,27 @@ func TestRouterCrashMidStreamLosesNothingAndRepeatsIdentically(t *testing.T) {
 			t.Fatalf("repeat differs:\n%+v\n%+v", p, task)
 		}
 	}
+	// Per endpoint (one partition, read in offset order) the first
+	// occurrences follow the order the account's events were accepted; a
+	// repeat after the crash replays a suffix and is skipped here.
+	done := map[string]bool{}
+	lastSeq := map[string]int{}
+	for _, task := range got {
+		k := task.EventID + "→" + task.EndpointID
+		if done[k] {
+			continue
+		}
+		done[k] = true
+		var i, j int
+		if _, err := fmt.Sscanf(task.EventID, "c_%d_%d", &i, &j); err != nil {
+			t.Fatal(err)
+		}
+		n := i*perBatch + j
+		if prev, ok := lastSeq[task.EndpointID]; ok && n < prev {
+			t.Fatalf("endpoint %s received event %d after %d", task.EndpointID, n, prev)
+		}
+		lastSeq[task.EndpointID] = n
+	}
 	t.Logf("%d tasks before the crash, %d after, %d repeated after the restart (of %d)", before, len(got), dups, len(want))
 	if before >= len(want) {
 		t.Fatalf("the router finished before it was killed: not a mid-stream crash")
