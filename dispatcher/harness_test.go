@@ -224,7 +224,7 @@ type producer struct {
 }
 
 func newProducer(t testing.TB, kc *broker.Config) *producer {
-	w := kc.NewWriter(kc.Topic(schemas.TopicDeliveries), 5*time.Millisecond)
+	w := kc.NewWriter(kc.Topic(schemas.TopicDeliveries), time.Millisecond)
 	t.Cleanup(func() { w.Close() })
 	return &producer{kc: kc, w: w}
 }
