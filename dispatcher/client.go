@@ -151,7 +151,7 @@ type Client struct {
 	duration prometheus.Histogram
 }
 
-// NewClient builds the client; reg receives the zaits_delivery_* metrics.
+// NewClient builds the client; reg (nil: none) receives the zaits_delivery_* metrics.
 func NewClient(cfg ClientConfig, reg prometheus.Registerer) (*Client, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -188,6 +188,9 @@ func NewClient(cfg ClientConfig, reg prometheus.Registerer) (*Client, error) {
 		}),
 	}
 	for _, m := range []prometheus.Collector{c.requests, c.duration} {
+		if reg == nil {
+			break
+		}
 		if err := reg.Register(m); err != nil {
 			return nil, fmt.Errorf("delivery client metrics: %w", err)
 		}

@@ -1,0 +1,66 @@
+package dispatcher
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/endpoint"
+)
+
+func TestScheduleNext(t *testing.T) {
+	s := DefaultSchedule
+	f := func(attempt int, retryAfter time.Duration, wantWait time.Duration, wantTier int) {
+		t.Helper()
+		wait, tier := s.next(attempt, retryAfter, 2*time.Hour)
+		if wait != wantWait || tier != wantTier {
+			t.Errorf("next(%d, %s) = %s, tier %d; want %s, tier %d", attempt, retryAfter, wait, tier, wantWait, wantTier)
+		}
+	}
+	f(1, 0, time.Minute, 0)
+	f(2, 0, 5*time.Minute, 1)
+	f(4, 0, 2*time.Hour, 3)
+	f(1, 30*time.Second, time.Minute, 0)  // never earlier than the schedule
+	f(1, 3*time.Minute, 3*time.Minute, 1) // a longer Retry-After: the first tier that long
+	f(2, 31*time.Minute, 31*time.Minute, 3)
+	f(1, 10*time.Hour, 2*time.Hour, 3)      // capped
+	f(3, 10*time.Minute, 30*time.Minute, 2) // shorter than this attempt's wait
+}
+
+func TestConfigFlagsAndValidate(t *testing.T) {
+	var c Config
+	var dc ClientConfig
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	dc.RegisterFlags(fs)
+	if err := fs.Parse([]string{"-dispatcher.retry-schedule=1s,2s,3s,4s", "-delivery.allow-networks=127.0.0.0/8, ::1/128", "-delivery.timeout=5s"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.RetrySchedule.String() != "1s,2s,3s,4s" || len(dc.AllowNetworks) != 2 || dc.Timeout != 5*time.Second || c.Concurrency != 512 {
+		t.Fatalf("parsed %v %v %v %d", c.RetrySchedule.String(), dc.AllowNetworks, dc.Timeout, c.Concurrency)
+	}
+	kc := &broker.Config{}
+	kc.RegisterFlags(flag.NewFlagSet("k", flag.ContinueOnError))
+	c.Kafka, c.Endpoints, c.Delivery = kc, &endpoint.Config{Dev: true}, &dc
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	if err := (&Config{Kafka: kc, Endpoints: &endpoint.Config{Dev: true}, Delivery: &ClientConfig{}}).Validate(); err != nil {
+		t.Fatalf("zero values are the defaults: %v", err)
+	}
+	bad := c
+	bad.RetrySchedule = Schedule{time.Second}
+	bad.Concurrency = -1
+	bad.Delivery = &ClientConfig{Timeout: -1}
+	err := bad.Validate()
+	for _, want := range []string{"dispatcher.retry-schedule", "dispatcher.concurrency", "delivery.timeout"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want a problem with %s", err, want)
+		}
+	}
+	if err := fs.Parse([]string{"-delivery.allow-networks=not-a-cidr"}); err == nil {
+		t.Error("a bad CIDR parsed")
+	}
+}
