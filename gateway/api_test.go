@@ -452,6 +452,12 @@ func TestAuthAndRateLimit(t *testing.T) {
 		t.Fatalf("Retry-After %q, want 2 (one token at 0.5/s)", ra)
 	}
 	want(t, call(t, lim, keyB, "GET", "/v1/webhooks/events", ""), 200, "")
+	_, metrics := get(t, "http://"+lim.OpsAddr()+"/metrics")
+	for _, m := range []string{`zaits_gateway_api_requests_total{route="listEvents",status="429"} 1`, `zaits_gateway_api_requests_total{route="listEvents",status="200"} 4`} {
+		if !strings.Contains(metrics, m) {
+			t.Fatalf("metrics lack %s", m)
+		}
+	}
 }
 
 func TestLimiterRefills(t *testing.T) {

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -131,9 +133,15 @@ func (g *Gateway) authenticate(ctx *fasthttp.RequestCtx) (p principal, ok bool) 
 
 // account wraps a management handler: it requires an account API key
 // (401 otherwise, 403 for a service token), applies the key's rate limit
-// (429 with Retry-After), and passes the account on.
-func (g *Gateway) account(h func(ctx *fasthttp.RequestCtx, account string)) fasthttp.RequestHandler {
+// (429 with Retry-After), passes the account on, and counts the answer
+// by route and status (zaits_gateway_api_requests_total).
+func (g *Gateway) account(route string, h func(ctx *fasthttp.RequestCtx, account string)) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		start := time.Now()
+		defer func() {
+			g.apiRequests.WithLabelValues(route, strconv.Itoa(ctx.Response.StatusCode())).Inc()
+			g.apiSeconds.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
 		p, ok := g.authenticate(ctx)
 		if !ok {
 			ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="zaits"`)
@@ -145,7 +153,7 @@ func (g *Gateway) account(h func(ctx *fasthttp.RequestCtx, account string)) fast
 			return
 		}
 		if wait, ok := g.limiter.allow(p.key); !ok {
-			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, fmt.Sprint(wait))
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(wait))
 			writeError(ctx, fasthttp.StatusTooManyRequests, "rate_limited", fmt.Sprintf("too many requests for this API key; retry after %d s", wait))
 			return
 		}

@@ -88,3 +88,27 @@ func BenchmarkDecodeEndpoint(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkListHandler measures the list handler alone (auth, rate limit,
+// filter, page, encode) on a RequestCtx, without the network: its allocs/op
+// are the handler's own.
+func BenchmarkListHandler(b *testing.B) {
+	g := startAPI(b, testConfig(testenv.Kafka(b)))
+	for i := range 200 {
+		create(b, g, keyA, fmt.Sprintf(`{"url": "https://example.com/h/%d", "events": ["*"], "active": %v}`, i, i%4 != 0))
+	}
+	h := g.account("listEndpoints", g.listEndpoints)
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/v1/webhooks/endpoints?active=true&page=2&per_page=25")
+	ctx.Request.Header.Set("Authorization", "Bearer "+keyA)
+	b.ReportAllocs()
+	start := time.Now()
+	for b.Loop() {
+		ctx.Response.Reset()
+		h(&ctx)
+		if ctx.Response.StatusCode() != 200 {
+			b.Fatal(string(ctx.Response.Body()))
+		}
+	}
+	reportRate(b, start)
+}

@@ -41,6 +41,8 @@ type Gateway struct {
 	history  *analytics.History
 	// historyConn closes the delivery log's ClickHouse connection.
 	historyConn func() error
+	apiRequests *prometheus.CounterVec
+	apiSeconds  *prometheus.HistogramVec
 
 	// Event ingestion (ingest.go) and the router (fanout.go).
 	ingest *ingester

@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/zaits/webhooks/analytics"
 	"github.com/zaits/webhooks/dispatcher"
 	"github.com/zaits/webhooks/schemas"
@@ -38,6 +40,14 @@ func (g *Gateway) initManagement() error {
 		g.log.Warn("no API keys configured (gateway.api-keys): every management request will answer 401; mint one with `zaits mint-key -account <id>`")
 	}
 	g.limiter = newLimiter(g.cfg.RateLimit, g.cfg.RateBurst)
+	g.apiRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zaits_gateway_api_requests_total", Help: "Management API requests by route and answer status."}, []string{"route", "status"})
+	g.apiSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "zaits_gateway_api_request_seconds", Help: "Management API request duration by route.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"})
+	if g.reg != nil {
+		g.reg.MustRegister(g.apiRequests, g.apiSeconds)
+	}
 
 	var dc dispatcher.ClientConfig
 	if g.cfg.Delivery != nil {

@@ -8,17 +8,17 @@ import (
 // what the gateway serves. schemas/openapi.json documents each of them.
 func (g *Gateway) routes(r *router.Router) {
 	// Management API: an account API key (see account in auth.go).
-	r.POST("/v1/webhooks/endpoints", g.account(g.createEndpoint))
-	r.GET("/v1/webhooks/endpoints", g.account(g.listEndpoints))
-	r.GET("/v1/webhooks/endpoints/{endpoint_id}", g.account(g.getEndpoint))
-	r.PUT("/v1/webhooks/endpoints/{endpoint_id}", g.account(g.updateEndpoint))
-	r.DELETE("/v1/webhooks/endpoints/{endpoint_id}", g.account(g.deleteEndpoint))
-	r.POST("/v1/webhooks/endpoints/{endpoint_id}/test", g.account(g.testEndpoint))
-	r.POST("/v1/webhooks/endpoints/{endpoint_id}/secret/rotate", g.account(g.rotateSecret))
-	r.GET("/v1/webhooks/endpoints/{endpoint_id}/deliveries", g.account(g.listDeliveries))
-	r.GET("/v1/webhooks/endpoints/{endpoint_id}/deliveries/{delivery_id}", g.account(g.getDelivery))
-	r.GET("/v1/webhooks/endpoints/{endpoint_id}/stats", g.account(g.endpointStats))
-	r.GET("/v1/webhooks/events", g.account(g.listEvents))
+	r.POST("/v1/webhooks/endpoints", g.account("createEndpoint", g.createEndpoint))
+	r.GET("/v1/webhooks/endpoints", g.account("listEndpoints", g.listEndpoints))
+	r.GET("/v1/webhooks/endpoints/{endpoint_id}", g.account("getEndpoint", g.getEndpoint))
+	r.PUT("/v1/webhooks/endpoints/{endpoint_id}", g.account("updateEndpoint", g.updateEndpoint))
+	r.DELETE("/v1/webhooks/endpoints/{endpoint_id}", g.account("deleteEndpoint", g.deleteEndpoint))
+	r.POST("/v1/webhooks/endpoints/{endpoint_id}/test", g.account("testEndpoint", g.testEndpoint))
+	r.POST("/v1/webhooks/endpoints/{endpoint_id}/secret/rotate", g.account("rotateSecret", g.rotateSecret))
+	r.GET("/v1/webhooks/endpoints/{endpoint_id}/deliveries", g.account("listDeliveries", g.listDeliveries))
+	r.GET("/v1/webhooks/endpoints/{endpoint_id}/deliveries/{delivery_id}", g.account("getDelivery", g.getDelivery))
+	r.GET("/v1/webhooks/endpoints/{endpoint_id}/stats", g.account("endpointStats", g.endpointStats))
+	r.GET("/v1/webhooks/events", g.account("listEvents", g.listEvents))
 	// The contract itself, public.
 	r.GET("/v1/openapi.json", g.openAPI)
 
