@@ -272,8 +272,12 @@ func (f *fanout) generation(ctx context.Context, gen *kafka.Generation) {
 				if !f.aborted.Load() {
 					f.commit(gen, prog, committed)
 				}
+				f.measureLag(gctx, prog)
 			case <-gctx.Done():
 				wg.Wait() // every partition goroutine finished its batch
+				for _, a := range assigned {
+					f.lag.DeleteLabelValues(strconv.Itoa(a.ID))
+				}
 				if !f.aborted.Load() {
 					f.commit(gen, prog, committed)
 				}
@@ -304,6 +308,25 @@ func (f *fanout) commit(gen *kafka.Generation, prog *progress, committed map[int
 	}
 }
 
+// measureLag sets the lag of each partition in prog: the high-water mark
+// now minus the next offset to route. It is measured apart from the
+// partition goroutines so that a stuck one shows a growing lag.
+func (f *fanout) measureLag(ctx context.Context, prog *progress) {
+	next := prog.snapshot()
+	if len(next) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.CommitInterval)
+	defer cancel()
+	_, hwm, err := broker.Offsets(ctx, f.client, f.events)
+	if err != nil {
+		return
+	}
+	for p, o := range next {
+		f.lag.WithLabelValues(strconv.Itoa(p)).Set(float64(max(hwm[p]-o, 0)))
+	}
+}
+
 // record is one message of <p>.events, copied out of the fetch response.
 type record struct {
 	offset  int64
@@ -315,14 +338,12 @@ type record struct {
 
 type fetched struct {
 	records []record
-	hwm     int64
 }
 
 // partition routes one partition from the assigned offset until ctx ends.
 func (f *fanout) partition(ctx context.Context, a kafka.PartitionAssignment, prog *progress) {
 	p := a.ID
 	label := strconv.Itoa(p)
-	defer f.lag.DeleteLabelValues(label)
 	defer f.window.DeleteLabelValues(label)
 	var next int64
 	win := newDedupWindow(f.cfg.DedupWindow, f.cfg.DedupIDs)
@@ -343,6 +364,7 @@ func (f *fanout) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 		}
 	}
 	f.log.Debug("router: partition ready", "partition", p, "offset", next, "dedup_ids", win.Len())
+	prog.set(p, next)
 
 	// A fetcher reads ahead while the previous batch is being written.
 	batches := make(chan fetched, 1)
@@ -407,7 +429,6 @@ func (f *fanout) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 		f.routed.Add(float64(routed))
 		f.tasks.Add(float64(tasks))
 		f.duplicates.Add(float64(dup))
-		f.lag.WithLabelValues(label).Set(float64(max(b.hwm-(last+1), 0)))
 		f.window.WithLabelValues(label).Set(win.Age().Seconds())
 	}
 }
@@ -601,7 +622,7 @@ func (f *fanout) fetch(ctx context.Context, p int, offset int64) (fetched, error
 	if resp.Error != nil {
 		return fetched{}, fmt.Errorf("fetch %s/%d at %d: %w", f.events, p, offset, resp.Error)
 	}
-	b := fetched{hwm: resp.HighWatermark}
+	var b fetched
 	for {
 		rec, err := resp.Records.ReadRecord()
 		if errors.Is(err, io.EOF) {

@@ -138,6 +138,27 @@ func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testi
 		t.Errorf("%d quarantined messages, want 3", len(invalid))
 	}
 
+	// The metrics count both paths, the quarantine and the lag.
+	testenv.Eventually(t, 10*time.Second, func() error {
+		_, m := get(t, "http://"+e.g.OpsAddr()+"/metrics")
+		for _, want := range []string{
+			`zaits_gateway_events_accepted_total{path="http"} 3`,
+			`zaits_gateway_events_accepted_total{path="kafka"} 2`,
+			`zaits_gateway_events_rejected_total{path="kafka",reason="json"} 1`,
+			`zaits_gateway_events_rejected_total{path="kafka",reason="type"} 1`,
+			`zaits_gateway_events_rejected_total{path="kafka",reason="key"} 1`,
+			`zaits_gateway_fanout_quarantined_total{reason="key"} 1`,
+			`zaits_gateway_fanout_tasks_total 10`,
+			`zaits_gateway_fanout_factor_count 5`,
+			`zaits_gateway_fanout_lag{partition="0"} 0`,
+		} {
+			if !strings.Contains(m, want+"\n") {
+				return fmt.Errorf("metrics lack %s", want)
+			}
+		}
+		return nil
+	})
+
 	// kcat's murmur2 partitioner agrees with the gateway's writer: one account, one partition.
 	events, err := readAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
 	if err != nil {

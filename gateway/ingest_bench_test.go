@@ -27,7 +27,7 @@ import (
 const benchEvent = `{"type":"document.signed","account_id":"acct_%d","data":{"document_id":"doc_abc123","signer":{"email":"john@example.com","name":"John Doe"},"signed_at":"2024-01-15T14:30:00Z"}}`
 
 func benchClient(e *ingestEnv) *fasthttp.HostClient {
-	return &fasthttp.HostClient{Addr: e.g.Addr(), MaxConns: 1024, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	return &fasthttp.HostClient{Addr: e.g.Addr(), MaxConns: 1024, MaxConnWaitTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 }
 
 // do posts body and fails unless the answer is 202.
