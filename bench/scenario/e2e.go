@@ -170,8 +170,9 @@ type deliveryPlan struct {
 	behave map[int]receiver.Behaviour
 	// receiverConfig configures the receiver (zero: defaults).
 	receiverConfig receiver.Config
-	// inspect, when set, sees the receiver and endpoint names after the drain.
-	inspect func(rcv *receiver.Receiver, names []string)
+	// done, when set, must also hold before the drain ends (failures: every
+	// attempt made), given the report and the endpoint names.
+	done func(rp receiver.Report, names []string) bool
 }
 
 // deliver registers the endpoints, proves routing works with a probe event,
@@ -193,7 +194,7 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 	run := RunID()
 	names := make([]string, plan.endpoints)
 	for i := range names {
-		names[i] = "e" + strconv.Itoa(i)
+		names[i] = endpointName(i)
 		ep, err := createEndpoint(ctx, t, rcv.URL(names[i]), "zaits-bench "+run, []string{EventType})
 		if err != nil {
 			return nil, err
@@ -279,25 +280,29 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 				return false
 			}
 		}
-		return true
+		return plan.done == nil || plan.done(rp, names)
 	}
 	drainStart := time.Now()
 	drained := waitFor(ctx, plan.drain, healthy)
 	env.Log.Info("drain", "complete", drained, "took", time.Since(drainStart).Round(time.Millisecond))
 	tl.stop()
-	if plan.inspect != nil {
-		plan.inspect(rcv, names)
-	}
 	rep := rcv.Report()
 	m := suite.NewMeasurement(stats, "deliveries", "HTTP POST /v1/events/batch → router → dispatcher → receiver", &rep)
 	m.Timeline = tl.samples
 	m.Units = tl.deliveredBetween(measureFrom, measureEnd)
 	m.UnitsPerSecond = float64(m.Units) / stats.Duration.Seconds()
 	if !drained {
-		return m, fmt.Errorf("healthy endpoints still missed deliveries %s after publishing stopped (losses counted as of then)", plan.drain)
+		return m, fmt.Errorf("%w: %s after publishing stopped (counts as of then)", errNotDrained, plan.drain)
 	}
 	return m, nil
 }
+
+// endpointName is the receiver name of endpoint i of a run.
+func endpointName(i int) string { return "e" + strconv.Itoa(i) }
+
+// errNotDrained: the drain timeout passed before every expected delivery
+// (and, in the failures scenario, every expected attempt) arrived.
+var errNotDrained = errors.New("deliveries still missing")
 
 // waitFor polls cond every 50 ms until it holds (true) or timeout passes (false).
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {

@@ -32,13 +32,15 @@ func run(args []string) int {
 		ceilingCfg scenario.CeilingConfig
 		ingestCfg  = scenario.IngestConfig{Kafka: &kafkaCfg}
 		e2eCfg     scenario.E2EConfig
+		failCfg    scenario.FailuresConfig
 	)
 	kafkaCfg.RegisterFlags(fs)
 	suiteCfg.RegisterFlags(fs)
 	ceilingCfg.RegisterFlags(fs)
 	ingestCfg.RegisterFlags(fs)
 	e2eCfg.RegisterFlags(fs)
-	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg)}
+	failCfg.RegisterFlags(fs)
+	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg), scenario.Failures(&failCfg)}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: zaits-bench [flags]\n\nscenarios:\n")
 		for _, s := range all {
@@ -56,7 +58,7 @@ func run(args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	scenarios, selErr := suite.Select(all, &suiteCfg)
-	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), selErr); err != nil {
+	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), failCfg.Validate(), selErr); err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 2
 	}
