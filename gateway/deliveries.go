@@ -16,6 +16,9 @@ import (
 // Delivery-log query limits.
 const (
 	historyTimeout = 5 * time.Second
+	// summaryTimeout bounds the summaries of a list or get: without them
+	// the answer is still served, so a slow ClickHouse must not hold it up.
+	summaryTimeout = time.Second
 	// DefaultStatsWindow is the stats window when none is given.
 	DefaultStatsWindow = 24 * time.Hour
 	// MaxStatsWindow bounds the stats window.
@@ -194,7 +197,7 @@ func (g *Gateway) summaries(account string, views []endpointView) {
 	if g.cfg.History != nil && g.cfg.History.SuccessRateWindow > 0 {
 		window = g.cfg.History.SuccessRateWindow
 	}
-	qctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
+	qctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
 	defer cancel()
 	m, err := g.history.Summaries(qctx, account, ids, window)
 	if err != nil {

@@ -71,3 +71,24 @@ func TestDeliveryHistoryRoutes(t *testing.T) {
 		t.Fatalf("summary %s", r.body)
 	}
 }
+
+// With ClickHouse unreachable the endpoint list is still served (summaries
+// null) and the history routes answer 503 quickly.
+func TestHistoryDown(t *testing.T) {
+	kc := testenv.Kafka(t)
+	down := *startAnalyticsConfig(t, kc)
+	down.ClickHouseAddr, down.ClickHouseDialTimeout = "127.0.0.1:1", 200*time.Millisecond
+	g := startAPI(t, testConfig(kc, func(c *Config) { c.History = &down }))
+	id := create(t, g, keyA, createBody)["id"].(string)
+	start := time.Now()
+	r := call(t, g, keyA, "GET", "/v1/webhooks/endpoints", "")
+	want(t, r, 200, "")
+	if it := r.list()[0].(map[string]any); it["last_delivery"] != nil || it["success_rate"] != nil {
+		t.Fatalf("list %s", r.body)
+	}
+	want(t, call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/deliveries", ""), 503, "history_unavailable")
+	want(t, call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/stats", ""), 503, "history_unavailable")
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("answers took %s with ClickHouse down", d)
+	}
+}

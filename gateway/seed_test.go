@@ -53,15 +53,23 @@ func seedExamples(t *testing.T) []seedExample {
 	return out
 }
 
-// startAnalytics runs the analytics component (attempts → ClickHouse) for
-// kc and returns its configuration, for a gateway's History.
-func startAnalytics(t *testing.T, kc *broker.Config) *analytics.Config {
+// startAnalyticsConfig returns an analytics configuration for kc over a
+// fresh ClickHouse database.
+func startAnalyticsConfig(t *testing.T, kc *broker.Config) *analytics.Config {
 	t.Helper()
 	_, db := testenv.ClickHouse(t)
 	cfg := analytics.Config{Kafka: kc}
 	cfg.RegisterFlags(flag.NewFlagSet("analytics", flag.ContinueOnError))
 	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.OpsListen = testenv.ClickHouseAddr(), db, "127.0.0.1:0"
 	cfg.BatchInterval = 100 * time.Millisecond
+	return &cfg
+}
+
+// startAnalytics runs the analytics component (attempts → ClickHouse) for
+// kc and returns its configuration, for a gateway's History.
+func startAnalytics(t *testing.T, kc *broker.Config) *analytics.Config {
+	t.Helper()
+	cfg := *startAnalyticsConfig(t, kc)
 	a, err := analytics.New(cfg, slog.New(slog.DiscardHandler), ops.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
