@@ -51,6 +51,10 @@ func ingestConfig(kc *broker.Config, paths string) *scenario.IngestConfig {
 	return ic
 }
 
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
 func run(t *testing.T, cfg *suite.Config, s suite.Scenario) (*suite.Suite, *suite.Result) {
 	t.Helper()
 	su, err := suite.Run(context.Background(), cfg, []suite.Scenario{s}, map[string]string{"x": "y"}, slog.New(slog.DiscardHandler))

@@ -1,0 +1,57 @@
+package scenario_test
+
+import (
+	"flag"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/zaits/webhooks/bench/scenario"
+	"github.com/zaits/webhooks/bench/suite"
+)
+
+// e2e and failures against a private instance of the real system: every
+// event reaches every endpoint, verified, in order, and every event to an
+// endpoint answering 500 is attempted exactly five times.
+func TestE2EAndFailuresAgainstTheSystem(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "zaits")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/zaits/webhooks/cmd/zaits").CombinedOutput(); err != nil {
+		t.Fatalf("build zaits: %v\n%s", err, out)
+	}
+	kc := defaultKafka()
+	for name := range kc.Partitions {
+		kc.Partitions[name] = min(kc.Partitions[name], 2)
+	}
+	cfg := config(t, kc)
+	cfg.System, cfg.ZaitsBinary = "start", bin
+	cfg.Warmup, cfg.Duration = time.Second, 2*time.Second
+
+	ec := &scenario.E2EConfig{}
+	ec.RegisterFlags(flag.NewFlagSet("e", flag.ContinueOnError))
+	ec.Endpoints, ec.Rates, ec.BatchSize = 3, "40", 4
+	fc := &scenario.FailuresConfig{}
+	fc.RegisterFlags(flag.NewFlagSet("f", flag.ContinueOnError))
+	fc.Endpoints, fc.Failing, fc.Hanging, fc.Rate = 3, 1, 0, 10
+	fc.RetrySchedule = "100ms,200ms,300ms,400ms"
+
+	su, err := suite.Run(t.Context(), cfg, []suite.Scenario{scenario.E2E(ec), scenario.Failures(fc)}, nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2e, failures := su.Results[0], su.Results[1]
+	if e2e.Status != "ok" || len(e2e.Runs) != 1 {
+		t.Fatalf("e2e: %s (%s)", e2e.Status, e2e.Reason)
+	}
+	rp := e2e.Runs[0].Receiver
+	if rp.Delivered == 0 || rp.Delivered != rp.Expected || rp.Losses+rp.SignatureFailures+rp.Malformed+rp.OrderViolations != 0 {
+		t.Errorf("e2e receiver: %+v", rp)
+	}
+	if failures.Status != "ok" || len(failures.Runs) != 2 {
+		t.Fatalf("failures: %s (%s)", failures.Status, failures.Reason)
+	}
+	failing := failures.Runs[1].Receiver.Endpoints["e0"]
+	if failing.Expected < 2 || failing.Attempts != 1+5*(failing.Expected-1) {
+		t.Errorf("failing endpoint: %d attempts for %d events (1 probe delivered): want 5 per failing event", failing.Attempts, failing.Expected)
+	}
+}
