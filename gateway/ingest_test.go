@@ -230,3 +230,64 @@ func TestEventRequestAnswers503WhenKafkaDoesNotAcknowledge(t *testing.T) {
 	f("/v1/events", `{"type":"ocr.completed","account_id":"a","data":{}}`)
 	f("/v1/events/batch", `{"events":[{"type":"ocr.completed","account_id":"a","data":{}}]}`)
 }
+
+// A private broker is stopped and started again: while it is down every
+// request answers 503 with Retry-After within the ingest timeout; every
+// event answered 202 is on the topic afterwards.
+func TestEventRequestsDuringAKafkaOutage(t *testing.T) {
+	k := testenv.StartKafka(t)
+	t.Setenv("ZAITS_TEST_KAFKA", k.Addr)
+	e := newIngestEnv(t, nil, func(c *Config) {
+		c.Fanout.Disabled = true
+		c.Ingest.Timeout = time.Second
+	})
+	event := func(n int) string {
+		return fmt.Sprintf(`{"id":"o_%d","type":"ocr.completed","account_id":"acct_%d","data":{}}`, n, n%7)
+	}
+	var accepted []string
+	n := 0
+	acceptOne := func() error { // a fresh or restarted broker may need a moment
+		n++
+		code, body := e.post("/v1/events", e.service, event(n))
+		if code != 202 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		accepted = append(accepted, fmt.Sprintf("o_%d", n))
+		return nil
+	}
+	testenv.Eventually(t, 60*time.Second, acceptOne)
+
+	k.Stop()
+	f := func(path, body string) {
+		t.Helper()
+		start := time.Now()
+		code, h, resp := e.postH(path, e.service, body)
+		if code != 503 || h.Get("Retry-After") != "1" || decodeEnvelope(t, resp).Error.Code != "unavailable" {
+			t.Errorf("%s with Kafka down: %d Retry-After %q %s", path, code, h.Get("Retry-After"), resp)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%s took %s with a 1s ingest timeout", path, d)
+		}
+	}
+	f("/v1/events", event(50))
+	f("/v1/events/batch", `{"events":[`+event(51)+`,`+event(52)+`]}`)
+
+	k.Start()
+	n = 100
+	testenv.Eventually(t, 90*time.Second, acceptOne)
+	msgs, err := readAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]bool{}
+	for _, m := range msgs {
+		var ev schemas.Event
+		json.Unmarshal(m.Value, &ev)
+		stored[ev.ID] = true
+	}
+	for _, id := range accepted {
+		if !stored[id] {
+			t.Errorf("event %s was answered 202 but is not on the topic", id)
+		}
+	}
+}
