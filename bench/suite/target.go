@@ -17,6 +17,8 @@ type Target struct {
 	ServiceToken, APIKey, Account string
 	// TopicPrefix is the system's Kafka topic prefix.
 	TopicPrefix string
+	// Database is the started system's ClickHouse database (empty for a running one).
+	Database string
 	// Started says the bench started this instance; Args are its flags.
 	Started bool
 	Args    []string
@@ -50,5 +52,5 @@ func (e *Env) System(ctx context.Context, flags ...string) (*Target, func(), err
 			e.Log.Warn("stopping the private zaits", "err", err)
 		}
 	}
-	return &Target{GatewayURL: s.GatewayURL, ServiceToken: s.ServiceToken, APIKey: s.APIKey, Account: s.Account, TopicPrefix: s.TopicPrefix, Started: true, Args: s.Args}, stop, nil
+	return &Target{GatewayURL: s.GatewayURL, ServiceToken: s.ServiceToken, APIKey: s.APIKey, Account: s.Account, TopicPrefix: s.TopicPrefix, Database: s.Database, Started: true, Args: s.Args}, stop, nil
 }
