@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"flag"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ func TestConfigFlagsAndValidate(t *testing.T) {
 	var c Config
 	var dc ClientConfig
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
 	c.RegisterFlags(fs)
 	dc.RegisterFlags(fs)
 	if err := fs.Parse([]string{"-dispatcher.retry-schedule=1s,2s,3s,4s", "-delivery.allow-networks=127.0.0.0/8, ::1/128", "-delivery.timeout=5s"}); err != nil {

@@ -61,6 +61,8 @@ type Dispatcher struct {
 	started   atomic.Bool
 	joined    atomic.Bool
 	wg        sync.WaitGroup
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 // New builds a dispatcher; nothing is started until Start.
@@ -194,7 +196,13 @@ func (d *Dispatcher) OpsAddr() string { return d.ops.Addr() }
 // Stop stops reading, lets the attempts in flight finish (abandoning them,
 // uncommitted, if ctx ends first), commits every partition's lowest
 // unfinished offset, leaves the group and stops the endpoint store.
+// Calling it again returns the first call's result.
 func (d *Dispatcher) Stop(ctx context.Context) error {
+	d.stopOnce.Do(func() { d.stopErr = d.stop(ctx) })
+	return d.stopErr
+}
+
+func (d *Dispatcher) stop(ctx context.Context) error {
 	stopHard := context.AfterFunc(ctx, d.hardDone)
 	defer stopHard()
 	var errs []error

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
 
@@ -26,7 +27,8 @@ func TestOrderPerEndpointFor10000EventsOver100Endpoints(t *testing.T) {
 		eps = append(eps, recv.add(t, store, fmt.Sprintf("ep%03d", i), "", nil))
 	}
 	attempts := followAttempts(t, kc)
-	startDispatcher(t, testConfig(kc))
+	reg := prometheus.NewRegistry()
+	startDispatcherWith(t, testConfig(kc), reg)
 	var tasks []schemas.Task
 	for seq := range 100 {
 		for _, e := range eps {
@@ -59,6 +61,29 @@ func TestOrderPerEndpointFor10000EventsOver100Endpoints(t *testing.T) {
 			}
 		}
 	}
+	f := func(name string, labels map[string]string, want float64) {
+		t.Helper()
+		if got := metricValue(t, reg, name, labels); got != want {
+			t.Errorf("%s%v = %v, want %v", name, labels, got, want)
+		}
+	}
+	f("zaits_dispatcher_attempts_total", map[string]string{"outcome": "success"}, 10000)
+	f("zaits_dispatcher_attempts_total", map[string]string{"outcome": "retrying"}, 0)
+	f("zaits_dispatcher_delivery_latency_seconds", nil, 10000)
+	f("zaits_delivery_requests_total", map[string]string{"result": "ok"}, 10000)
+	f("zaits_dispatcher_in_flight", nil, 0)
+	// Lag is measured from the committed offsets every few seconds.
+	eventually(t, 15*time.Second, func() error {
+		if v, n := metricSamples(t, reg, "zaits_dispatcher_consumer_lag", map[string]string{"topic": "deliveries"}); n != 1 || v != 0 {
+			return fmt.Errorf("deliveries lag %v (%d samples)", v, n)
+		}
+		for _, tier := range schemas.RetryTopics {
+			if v, n := metricSamples(t, reg, "zaits_dispatcher_retry_backlog", map[string]string{"tier": tier}); n != 1 || v != 0 {
+				return fmt.Errorf("%s backlog %v (%d samples)", tier, v, n)
+			}
+		}
+		return nil
+	})
 }
 
 func p99(as []arrival) time.Duration {

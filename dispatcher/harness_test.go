@@ -53,7 +53,12 @@ func testConfig(kc *broker.Config) dispatcher.Config {
 
 func startDispatcher(t testing.TB, cfg dispatcher.Config) *dispatcher.Dispatcher {
 	t.Helper()
-	d, err := dispatcher.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), prometheus.NewRegistry())
+	return startDispatcherWith(t, cfg, prometheus.NewRegistry())
+}
+
+func startDispatcherWith(t testing.TB, cfg dispatcher.Config, reg *prometheus.Registry) *dispatcher.Dispatcher {
+	t.Helper()
+	d, err := dispatcher.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,3 +327,51 @@ func status(code int) behaviour {
 func eventually(t testing.TB, d time.Duration, f func() error) { testenv.Eventually(t, d, f) }
 
 var errNotYet = errors.New("not yet")
+
+// metricValue sums the samples of a counter, gauge or histogram (its
+// count) named name whose labels include want.
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	v, _ := metricSamples(t, reg, name, want)
+	return v
+}
+
+// metricSamples is metricValue plus the number of samples found.
+func metricSamples(t testing.TB, reg *prometheus.Registry, name string, want map[string]string) (float64, int) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	n := 0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for k, v := range want {
+				found := false
+				for _, l := range m.GetLabel() {
+					if l.GetName() == k && l.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			n++
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return sum, n
+}
