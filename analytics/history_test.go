@@ -215,11 +215,11 @@ func TestDeliveryLogThroughKafkaAndClickHouse(t *testing.T) {
 		if got := metric(t, reg, "zaits_analytics_bad_messages_total"); got != 3 {
 			return fmt.Errorf("bad messages = %v, want 3", got)
 		}
+		if got := metric(t, reg, "zaits_analytics_rows_inserted_total"); got != float64(len(s.attempts)) {
+			return fmt.Errorf("rows inserted = %v, want %d", got, len(s.attempts))
+		}
 		return nil
 	})
-	if got := metric(t, reg, "zaits_analytics_rows_inserted_total"); got != float64(len(s.attempts)) {
-		t.Errorf("rows inserted = %v, want %d", got, len(s.attempts))
-	}
 	s.check(t, h)
 
 	// Re-consuming after a crash: a second group reads the topic from the

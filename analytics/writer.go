@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +36,7 @@ type writer struct {
 	// lastErr is the most recent insert failure, nil after a success:
 	// the "delivery-log" readiness check reports it.
 	lastErr atomic.Pointer[error]
-	// lag is the last known lag per partition (writer goroutine only).
+	// lag is the last known lag per partition (collecting goroutine only).
 	lag map[int]int64
 }
 
@@ -106,26 +107,60 @@ func newWriter(cfg Config, log *slog.Logger, conn driver.Conn, m writerMetrics) 
 }
 
 // run consumes until ctx ends; a batch whose insert has not succeeded by
-// then is left uncommitted in Kafka.
+// then is left uncommitted in Kafka. Collecting (fetch, decode) and
+// inserting overlap: while one batch is inserted the next one is collected,
+// and no more than two batches are ever held, so during an outage the
+// backlog stays in Kafka.
 func (w *writer) run(ctx context.Context) {
-	var b columns
+	free := make(chan *columns, 2)
+	free <- &columns{}
+	free <- &columns{}
+	full := make(chan batch)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			var bt batch
+			select {
+			case <-ctx.Done():
+				return
+			case bt = <-full:
+			}
+			if bt.cols.len() > 0 && !w.insertWithRetry(ctx, bt.cols) {
+				return
+			}
+			w.commit(ctx, bt.msgs)
+			free <- bt.cols
+		}
+	})
+	defer wg.Wait()
 	for ctx.Err() == nil {
-		msgs, err := w.collect(ctx, &b)
+		var cols *columns
+		select {
+		case <-ctx.Done():
+			return
+		case cols = <-free:
+		}
+		msgs, err := w.collect(ctx, cols)
 		if err != nil {
+			free <- cols
 			if ctx.Err() == nil {
 				w.log.Warn("reading attempts", "err", err)
 				sleep(ctx, time.Second)
 			}
 			continue
 		}
-		if len(msgs) == 0 {
-			continue
-		}
-		if b.len() > 0 && !w.insertWithRetry(ctx, &b) {
+		select {
+		case full <- batch{msgs: msgs, cols: cols}:
+		case <-ctx.Done():
 			return
 		}
-		w.commit(ctx, msgs)
 	}
+}
+
+// batch is one collected batch: its messages (for the commit) and rows.
+type batch struct {
+	msgs []kafka.Message
+	cols *columns
 }
 
 // collect fills b with the next batch and returns its messages (the valid
@@ -151,6 +186,11 @@ func (w *writer) collect(ctx context.Context, b *columns) ([]kafka.Message, erro
 		msgs = append(msgs, m)
 		w.add(b, m)
 	}
+	var lag int64
+	for _, l := range w.lag {
+		lag += l
+	}
+	w.m.lag.Set(float64(lag))
 	return msgs, nil
 }
 
@@ -202,11 +242,6 @@ func (w *writer) insertWithRetry(ctx context.Context, b *columns) bool {
 			w.m.rows.Add(float64(b.len()))
 			w.m.batch.Observe(float64(b.len()))
 			w.lastErr.Store(nil)
-			var lag int64
-			for _, l := range w.lag {
-				lag += l
-			}
-			w.m.lag.Set(float64(lag))
 			return true
 		}
 		if ctx.Err() != nil {
