@@ -69,6 +69,8 @@ func (c *IngestConfig) Validate() error {
 type eventCounters struct {
 	accepted *prometheus.CounterVec // path
 	rejected *prometheus.CounterVec // path, reason
+
+	acceptedHTTP prometheus.Counter
 }
 
 func newEventCounters(reg prometheus.Registerer) *eventCounters {
@@ -81,6 +83,7 @@ func newEventCounters(reg prometheus.Registerer) *eventCounters {
 	if reg != nil {
 		reg.MustRegister(c.accepted, c.rejected)
 	}
+	c.acceptedHTTP = c.accepted.WithLabelValues("http")
 	return c
 }
 
@@ -106,6 +109,8 @@ type ingester struct {
 	writer  *kafka.Writer
 	counts  *eventCounters
 	latency *prometheus.HistogramVec
+
+	eventLatency, batchLatency prometheus.Observer
 }
 
 func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg prometheus.Registerer) *ingester {
@@ -122,6 +127,7 @@ func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg
 	if reg != nil {
 		reg.MustRegister(in.latency)
 	}
+	in.eventLatency, in.batchLatency = in.latency.WithLabelValues("event"), in.latency.WithLabelValues("batch")
 	return in
 }
 
@@ -246,7 +252,7 @@ func checkIngestBody(ctx *fasthttp.RequestCtx, limit int) *requestError {
 // Kafka acknowledged the event.
 func (in *ingester) single(ctx *fasthttp.RequestCtx, p principal) {
 	start := time.Now()
-	defer func() { in.latency.WithLabelValues("event").Observe(time.Since(start).Seconds()) }()
+	defer func() { in.eventLatency.Observe(time.Since(start).Seconds()) }()
 	if rerr := checkIngestBody(ctx, MaxEventBytes); rerr != nil {
 		in.counts.rejected.WithLabelValues("http", "too_large").Inc()
 		rerr.write(ctx)
@@ -261,7 +267,7 @@ func (in *ingester) single(ctx *fasthttp.RequestCtx, p principal) {
 		in.unavailable(ctx, 1)
 		return
 	}
-	in.counts.accepted.WithLabelValues("http").Inc()
+	in.counts.acceptedHTTP.Inc()
 	writeJSON(ctx, fasthttp.StatusAccepted, okEnvelope{Success: true, Data: acceptedEvent{ID: id, Status: "accepted"}})
 }
 
@@ -295,7 +301,7 @@ type batchData struct {
 // events, over 5 MiB) are answered with the error envelope and accept nothing.
 func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 	start := time.Now()
-	defer func() { in.latency.WithLabelValues("batch").Observe(time.Since(start).Seconds()) }()
+	defer func() { in.batchLatency.Observe(time.Since(start).Seconds()) }()
 	if rerr := checkIngestBody(ctx, MaxBatchBytes); rerr != nil {
 		in.counts.rejected.WithLabelValues("http", "too_large").Inc()
 		rerr.write(ctx)
@@ -335,7 +341,7 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 		r.Status = "accepted"
 	}
 	accepted := len(msgs) - failed
-	in.counts.accepted.WithLabelValues("http").Add(float64(accepted))
+	in.counts.acceptedHTTP.Add(float64(accepted))
 	if failed > 0 {
 		in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(failed))
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(in.cfg.RetryAfter.Seconds())))
