@@ -26,9 +26,12 @@ type Analytics struct {
 	ch  driver.Conn
 	w   *writer
 
+	hist     *History
 	migrated atomic.Bool
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // New builds the component and opens (lazily) the ClickHouse connection pool.
@@ -44,7 +47,11 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Analytics, er
 	if err != nil {
 		return nil, errors.Join(err, ch.Close())
 	}
-	a := &Analytics{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), ch: ch}
+	hist, err := NewHistory(ch, cfg.ClickHouseDatabase, reg)
+	if err != nil {
+		return nil, errors.Join(err, ch.Close())
+	}
+	a := &Analytics{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), ch: ch, hist: hist}
 	a.w = newWriter(cfg, log, ch, m)
 	topic := cfg.Kafka.Topic(schemas.TopicAttempts)
 	a.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, topic) })
@@ -144,9 +151,19 @@ func (a *Analytics) retain(ctx context.Context) {
 // OpsAddr is the bound ops address.
 func (a *Analytics) OpsAddr() string { return a.ops.Addr() }
 
+// History reads the delivery log through this component's ClickHouse
+// pool (for a gateway in the same process; see NewHistory otherwise).
+func (a *Analytics) History() *History { return a.hist }
+
 // Stop ends the writer (a batch not yet inserted stays uncommitted in
-// Kafka), stops the ops server and closes the ClickHouse pool.
+// Kafka), stops the ops server and closes the ClickHouse pool. Calling it
+// again returns the first call's result.
 func (a *Analytics) Stop(ctx context.Context) error {
+	a.stopOnce.Do(func() { a.stopErr = a.stop(ctx) })
+	return a.stopErr
+}
+
+func (a *Analytics) stop(ctx context.Context) error {
 	if a.cancel != nil {
 		a.cancel()
 	}

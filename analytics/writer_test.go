@@ -90,4 +90,29 @@ func TestClickHouseOutageLosesNothing(t *testing.T) {
 		t.Errorf("raw rows %d, err %v", raw, err)
 	}
 	t.Logf("raw rows %d for 700 attempts; %v failed inserts", raw, metric(t, reg, "zaits_analytics_insert_errors_total"))
+
+	// A restart during an outage: the batch that could not be inserted was
+	// not committed, so the next process of the group inserts it.
+	srv.Stop()
+	errs := metric(t, reg, "zaits_analytics_insert_errors_total")
+	produce(t, kc, batch(700, 800)...)
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if n := metric(t, reg, "zaits_analytics_insert_errors_total"); n < errs+2 {
+			return fmt.Errorf("%v failed inserts so far", n-errs)
+		}
+		return nil
+	})
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	startAnalytics(t, cfg)
+	testenv.Eventually(t, 60*time.Second, func() error {
+		if n, err := total(); err != nil || n != 800 {
+			return fmt.Errorf("after the restart: %d deliveries, err %v", n, err)
+		}
+		return nil
+	})
 }
