@@ -151,9 +151,9 @@ func (c Bars) SVG() string {
 	if maxV <= 0 {
 		maxV = 1
 	}
-	const barH, gap, labelW = 26, 12, 230
+	const barH, gap, labelW = 26, 12, 280
 	h := top + len(c.Bars)*(barH+gap) + 30
-	w := float64(width - labelW - 320)
+	w := float64(width - labelW - 300)
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d">`+"\n", width, h, width, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
