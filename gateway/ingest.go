@@ -35,7 +35,7 @@ type IngestConfig struct {
 	// events; when it passes, the answer is 503 with Retry-After. Default 5s.
 	Timeout time.Duration
 	// Linger is how long the event writer waits to fill a batch; concurrent
-	// requests share batches. Default 1ms.
+	// requests share batches (fewer, larger produce requests). Default 2ms.
 	Linger time.Duration
 	// RetryAfter is the Retry-After of a 503. Default 1s.
 	RetryAfter time.Duration
@@ -44,7 +44,7 @@ type IngestConfig struct {
 // RegisterFlags registers the gateway.ingest-* flags with their defaults.
 func (c *IngestConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeout, "gateway.ingest-timeout", 5*time.Second, "how long an event request waits for Kafka's acks=all before answering 503")
-	fs.DurationVar(&c.Linger, "gateway.ingest-linger", time.Millisecond, "how long the event writer waits to fill a batch (concurrent requests share batches)")
+	fs.DurationVar(&c.Linger, "gateway.ingest-linger", 2*time.Millisecond, "how long the event writer waits to fill a batch (concurrent requests share batches)")
 	fs.DurationVar(&c.RetryAfter, "gateway.ingest-retry-after", time.Second, "Retry-After of a 503 when Kafka did not acknowledge in time")
 }
 
