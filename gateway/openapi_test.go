@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fasthttp/router"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/zaits/webhooks/schemas"
@@ -199,5 +200,39 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 	var doc map[string]any
 	if err := json.Unmarshal(schemas.OpenAPI, &doc); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The document and the route table agree: every route is documented and
+// every documented operation is served.
+func TestOpenAPICoversEveryRoute(t *testing.T) {
+	r := router.New()
+	(&Gateway{}).routes(r)
+	served := map[string]bool{}
+	for method, paths := range r.List() {
+		for _, p := range paths {
+			served[strings.ToLower(method)+" "+p] = true
+		}
+	}
+	documented := map[string]bool{}
+	for tpl, item := range openAPISpec(t).doc["paths"].(map[string]any) {
+		for method := range item.(map[string]any) {
+			if method != "parameters" {
+				documented[method+" "+tpl] = true
+			}
+		}
+	}
+	for op := range served {
+		if !documented[op] {
+			t.Errorf("%s is served but not in schemas/openapi.json", op)
+		}
+	}
+	for op := range documented {
+		if !served[op] {
+			t.Errorf("%s is documented but not served", op)
+		}
+	}
+	if len(served) < 14 {
+		t.Fatalf("only %d routes", len(served))
 	}
 }
