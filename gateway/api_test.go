@@ -504,6 +504,7 @@ func TestConfigValidation(t *testing.T) {
 	f(func(c *Config) { c.APIKeys = "bad owner:" + strings.Repeat("a", 64) }, "gateway.api-keys")
 	f(func(c *Config) { c.ServiceTokens = "svc:zz" + strings.Repeat("a", 62) }, "gateway.service-tokens")
 	f(func(c *Config) { c.RateLimit = -1 }, "gateway.rate-limit")
+	f(func(c *Config) { c.APIKeys = entryA + "," + strings.Replace(entryA, "acct_a", "acct_x", 1) }, "configured twice")
 	f(func(c *Config) { c.RateLimit, c.RateBurst = 1, 0 }, "gateway.rate-burst")
 }
 

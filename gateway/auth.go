@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +61,8 @@ func parseCredentials(flag, s string) ([]credential, error) {
 			errs = append(errs, fmt.Errorf("%s: owner %q must be 1-64 letters, digits, '_', '.' or '-'", flag, owner))
 		case err != nil || n != sha256.Size || len(hexHash) != 2*sha256.Size:
 			errs = append(errs, fmt.Errorf("%s: the hash of %q is not 64 hex digits (configure the SHA-256 of the key, never the key)", flag, owner))
+		case slices.ContainsFunc(out, func(o credential) bool { return o.hash == c.hash }):
+			errs = append(errs, fmt.Errorf("%s: the hash of %q is configured twice", flag, owner))
 		default:
 			c.owner = owner
 			out = append(out, c)
