@@ -11,10 +11,11 @@ import (
 	"github.com/zaits/webhooks/bench/suite"
 )
 
-// e2e and failures against a private instance of the real system: every
-// event reaches every endpoint, verified, in order, and every event to an
-// endpoint answering 500 is attempted exactly five times.
-func TestE2EAndFailuresAgainstTheSystem(t *testing.T) {
+// e2e, failures and history against private instances of the real system:
+// every event reaches every endpoint, verified, in order; every event to an
+// endpoint answering 500 is attempted exactly five times; the history reads
+// of a loaded delivery log answer.
+func TestScenariosAgainstTheSystem(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "zaits")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/zaits/webhooks/cmd/zaits").CombinedOutput(); err != nil {
 		t.Fatalf("build zaits: %v\n%s", err, out)
@@ -35,7 +36,11 @@ func TestE2EAndFailuresAgainstTheSystem(t *testing.T) {
 	fc.Endpoints, fc.Failing, fc.Hanging, fc.Rate = 3, 1, 0, 10
 	fc.RetrySchedule = "100ms,200ms,300ms,400ms"
 
-	su, err := suite.Run(t.Context(), cfg, []suite.Scenario{scenario.E2E(ec), scenario.Failures(fc)}, nil, testLogger(t))
+	hc := &scenario.HistoryConfig{}
+	hc.RegisterFlags(flag.NewFlagSet("h", flag.ContinueOnError))
+	hc.Rows, hc.Endpoints, hc.Concurrency = 4000, 3, 2
+
+	su, err := suite.Run(t.Context(), cfg, []suite.Scenario{scenario.E2E(ec), scenario.Failures(fc), scenario.History(hc)}, nil, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,5 +58,14 @@ func TestE2EAndFailuresAgainstTheSystem(t *testing.T) {
 	failing := failures.Runs[1].Receiver.Endpoints["e0"]
 	if failing.Expected < 2 || failing.Attempts != 1+5*(failing.Expected-1) {
 		t.Errorf("failing endpoint: %d attempts for %d events (1 probe delivered): want 5 per failing event", failing.Attempts, failing.Expected)
+	}
+	history := su.Results[2]
+	if history.Status != "ok" || len(history.Runs) != 3 {
+		t.Fatalf("history: %s (%s)", history.Status, history.Reason)
+	}
+	for _, m := range history.Runs {
+		if m.Units == 0 || m.Errors != 0 {
+			t.Errorf("history %s: %d queries, %d errors (%s)", m.Name, m.Units, m.Errors, m.FirstError)
+		}
 	}
 }

@@ -33,6 +33,7 @@ func run(args []string) int {
 		ingestCfg  = scenario.IngestConfig{Kafka: &kafkaCfg}
 		e2eCfg     scenario.E2EConfig
 		failCfg    scenario.FailuresConfig
+		histCfg    scenario.HistoryConfig
 	)
 	kafkaCfg.RegisterFlags(fs)
 	suiteCfg.RegisterFlags(fs)
@@ -40,7 +41,8 @@ func run(args []string) int {
 	ingestCfg.RegisterFlags(fs)
 	e2eCfg.RegisterFlags(fs)
 	failCfg.RegisterFlags(fs)
-	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg), scenario.Failures(&failCfg)}
+	histCfg.RegisterFlags(fs)
+	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg), scenario.Failures(&failCfg), scenario.History(&histCfg)}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: zaits-bench [flags]\n\nscenarios:\n")
 		for _, s := range all {
@@ -58,7 +60,7 @@ func run(args []string) int {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	scenarios, selErr := suite.Select(all, &suiteCfg)
-	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), failCfg.Validate(), selErr); err != nil {
+	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), failCfg.Validate(), histCfg.Validate(), selErr); err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 2
 	}
