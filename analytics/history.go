@@ -197,10 +197,18 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 		if err := h.conn.QueryRow(ctx, h.sql["deliveries_total"], accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status).Scan(&total); err != nil {
 			return nil, 0, fmt.Errorf("count deliveries: %w", err)
 		}
-		if uint64(offset) < total {
+		// A full page among the last day's deliveries is the page: every
+		// older delivery sorts after all of them. Else look at everything.
+		for _, since := range []int64{time.Now().Add(-recentWindow).Unix(), 0} {
+			if uint64(offset) >= total {
+				break
+			}
 			var err error
-			if ids, err = h.ids(ctx, "delivery_ids", accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status, offset, perPage); err != nil {
+			if ids, err = h.ids(ctx, "delivery_ids", accountID, endpointID, since, f.EventType, f.EventType, f.Status, f.Status, offset, perPage); err != nil {
 				return nil, 0, err
+			}
+			if len(ids.ids) == perPage {
+				break
 			}
 		}
 	}
@@ -234,6 +242,9 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 	}
 	return out, int(total), nil
 }
+
+// recentWindow is where Deliveries looks for a page first.
+const recentWindow = 24 * time.Hour
 
 // pageIDs are the delivery ids of one page and their accepted_at range.
 type pageIDs struct {

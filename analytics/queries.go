@@ -54,10 +54,14 @@ ORDER BY version`
 	// (accepted_at is the same in every attempt of a delivery), for the
 	// status filters "", success and failed: a delivery has an attempt with
 	// outcome success (failed) exactly when its status is success (failed).
-	// Parameters: account, endpoint, event type twice, status twice, offset, limit.
+	// History.Deliveries first looks at the last day only (since), which
+	// holds the page whenever it comes back full, and else at everything
+	// (since 0).
+	// Parameters: account, endpoint, since (unix seconds), event type twice,
+	// status twice, offset, limit.
 	sqlDeliveryIDs = `SELECT delivery_id, accepted_at
 FROM {db}.attempts
-WHERE account_id = ? AND endpoint_id = ? AND (? = '' OR event_type = ?) AND (? = '' OR outcome = ?)
+WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?) AND (? = '' OR event_type = ?) AND (? = '' OR outcome = ?)
 ORDER BY accepted_at DESC, delivery_id DESC
 LIMIT 1 BY delivery_id
 LIMIT ?, ?`

@@ -128,12 +128,12 @@ def main():
     c.run(c.sql["insert_attempts"] + values(rows[first:]))
     c.expect("raw rows (copies included)", int(c.run(f"SELECT count() FROM {DB}.attempts")[0][0]), 2 * first + 1)
 
-    def page(acc, ep, status="", typ="", limit=25, offset=0):
+    def page(acc, ep, status="", typ="", limit=25, offset=0, since=0):
         if status == "retrying":
             page_ids = c.run("retrying_ids", acc, ep, typ, typ, offset, limit)
             total = int(c.run("retrying_total", acc, ep, typ, typ)[0][0])
         else:
-            page_ids = c.run("delivery_ids", acc, ep, typ, typ, status, status, offset, limit)
+            page_ids = c.run("delivery_ids", acc, ep, since, typ, typ, status, status, offset, limit)
             total = int(c.run("deliveries_total", acc, ep, typ, typ, status, status)[0][0])
         ids = [r[0] for r in page_ids]
         unix = lambda v: int(datetime.strptime(v, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
@@ -154,6 +154,7 @@ def main():
     c.expect("retrying filter", page("acc_a", "we_1", status="retrying")[:2], (["d3"], 1))
     c.expect("event type filter", page("acc_a", "we_1", typ="document.signed")[:2], (["d3", "d1"], 2))
     c.expect("tenancy", page("acc_b", "we_1")[:2], (["d5"], 1))
+    c.expect("recent window", page("acc_a", "we_2", since=int((now - timedelta(days=1)).timestamp()))[0], [])
 
     att = c.run("delivery_attempts", "acc_a", "we_1", "d1", "acc_a", "we_1", "d1")
     c.expect("detail attempts", [(int(a[0]), a[3], int(a[4])) for a in att],
