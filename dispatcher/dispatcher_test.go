@@ -2,6 +2,8 @@ package dispatcher_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -312,7 +314,19 @@ func TestDeletedAndInactiveEndpointsAreNotSentButRecorded(t *testing.T) {
 	live := recv.add(t, store, "live", "", nil)
 	attempts := followAttempts(t, kc)
 	d := startDispatcher(t, testConfig(kc))
-	_ = d
+	// Ready once the endpoint store caught up and the group was joined.
+	eventually(t, 15*time.Second, func() error {
+		resp, err := http.Get("http://" + d.OpsAddr() + "/readyz")
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %d %s", resp.StatusCode, body)
+		}
+		return nil
+	})
 	ctx := t.Context()
 	if err := store.Delete(ctx, "acct_test", deleted.ID); err != nil {
 		t.Fatal(err)
