@@ -256,6 +256,8 @@ func TestEndpointCRUDRoundTrip(t *testing.T) {
 	// Unknown routes and wrong methods use the envelope (and are documented).
 	want(t, call(t, g, keyA, "PATCH", "/v1/webhooks/endpoints", ""), 405, "method_not_allowed")
 	want(t, call(t, g, keyA, "GET", "/v1/webhooks/nope", ""), 404, "not_found")
+	want(t, call(t, g, keyA, "GET", "/v1/webhooks/endpoints/", ""), 404, "not_found")
+	want(t, call(t, g, keyA, "POST", "/V1/webhooks/endpoints", createBody), 404, "not_found")
 }
 
 func TestListFiltersAndPagination(t *testing.T) {

@@ -72,6 +72,9 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 	}
 
 	r := router.New()
+	// An API answers what it is asked: no redirects to "fixed" paths (a 301
+	// turns a POST into a GET in many clients); a wrong path is a 404.
+	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
 	g.routes(r)
 	r.NotFound = func(ctx *fasthttp.RequestCtx) {
 		writeError(ctx, fasthttp.StatusNotFound, "not_found", fmt.Sprintf("no route for %s %s", ctx.Method(), ctx.Path()))
