@@ -23,7 +23,8 @@ run: build
 test: tools stack chdb
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
-	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoint -fuzztime 10s ./gateway
+	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoint -fuzztime 5s ./gateway
+	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 5s ./gateway
 
 ## stop: stop the Kafka and ClickHouse processes the scripts started
 stop:
