@@ -178,7 +178,27 @@ func TestConfigValidate(t *testing.T) {
 	if c.GroupID() != "p.analytics" {
 		t.Errorf("GroupID() = %q", c.GroupID())
 	}
-	if err := validAttempt(&schemas.Attempt{}); !errors.Is(err, errBadAttempt) {
-		t.Errorf("validAttempt(empty) = %v", err)
+}
+
+func TestDecodeAttempt(t *testing.T) {
+	f := func(in string, ok bool) {
+		t.Helper()
+		var a schemas.Attempt
+		err := decodeAttempt([]byte(in), &a)
+		if ok && err != nil || !ok && !errors.Is(err, errBadAttempt) {
+			t.Errorf("decodeAttempt(%s) = %v, want ok=%v", in, err, ok)
+		}
 	}
+	const id = `"delivery_id":"d","account_id":"a","endpoint_id":"e",`
+	f(`{`+id+`"attempt":1,"outcome":"success","attempted_at":"2026-11-26T10:00:00Z"}`, true)
+	f(`{`+id+`"attempt":1,"outcome":"retrying","attempted_at":"2026-11-26T10:00:00Z","next_retry_at":"2026-11-26T10:01:00Z","event_created":1764151200}`, true)
+	f(`not json`, false)
+	f(`{}`, false)
+	f(`{`+id+`"attempt":0,"outcome":"success","attempted_at":"2026-11-26T10:00:00Z"}`, false)
+	f(`{`+id+`"attempt":70000,"outcome":"success","attempted_at":"2026-11-26T10:00:00Z"}`, false)
+	f(`{`+id+`"attempt":1,"outcome":"pending","attempted_at":"2026-11-26T10:00:00Z"}`, false)
+	f(`{`+id+`"attempt":1,"outcome":"success"}`, false)
+	f(`{`+id+`"attempt":1,"outcome":"success","attempted_at":"1960-01-01T00:00:00Z"}`, false)
+	f(`{`+id+`"attempt":1,"outcome":"success","attempted_at":"2026-11-26T10:00:00Z","event_created":1764151200000}`, false)
+	f(`{`+id+`"attempt":1,"outcome":"success","attempted_at":"2026-11-26T10:00:00Z","accepted_at":"2200-01-01T00:00:00Z"}`, false)
 }

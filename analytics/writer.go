@@ -226,9 +226,19 @@ func validAttempt(a *schemas.Attempt) error {
 		return fmt.Errorf("%w: outcome %q", errBadAttempt, a.Outcome)
 	case a.AttemptedAt.IsZero():
 		return fmt.Errorf("%w: attempted_at is required", errBadAttempt)
+	case !inDateTime(a.AttemptedAt) || (!a.AcceptedAt.IsZero() && !inDateTime(a.AcceptedAt)) ||
+		(a.NextRetryAt != nil && !inDateTime(*a.NextRetryAt)) || a.EventCreated < 0 || a.EventCreated > maxDateTime:
+		// A value ClickHouse's DateTime cannot hold would fail the whole
+		// batch's insert again and again: such a record is malformed.
+		return fmt.Errorf("%w: a time is outside 1970..2105", errBadAttempt)
 	}
 	return nil
 }
+
+// maxDateTime is the last second a ClickHouse DateTime (UInt32) holds.
+const maxDateTime = 1<<32 - 1
+
+func inDateTime(t time.Time) bool { return t.Unix() >= 0 && t.Unix() <= maxDateTime }
 
 // insertWithRetry inserts b, retrying with backoff until it succeeds
 // (true) or ctx ends (false).
