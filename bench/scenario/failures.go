@@ -30,7 +30,9 @@ type FailuresConfig struct {
 	RetrySchedule string
 	// Timeout is the system's attempt timeout, scaled like the schedule. Default 1s.
 	Timeout time.Duration
-	// Drain bounds the wait for healthy deliveries and the failing endpoints' attempts. Default 45s.
+	// Drain is how long the wait for healthy deliveries and the failing
+	// endpoints' attempts goes on without any request reaching the receiver
+	// (at most 4× in all). Default 15s.
 	Drain time.Duration
 }
 
@@ -42,7 +44,7 @@ func (c *FailuresConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.Rate, "failures.rate", 50, "events published per second (each goes to all N)")
 	fs.StringVar(&c.RetrySchedule, "failures.retry-schedule", "1s,2s,3s,4s", "the system's retry schedule for the run (-dispatcher.retry-schedule), scaled to seconds")
 	fs.DurationVar(&c.Timeout, "failures.timeout", time.Second, "the system's attempt timeout for the run (-delivery.timeout), scaled like the schedule")
-	fs.DurationVar(&c.Drain, "failures.drain", 45*time.Second, "how long to wait for healthy deliveries and every failing attempt")
+	fs.DurationVar(&c.Drain, "failures.drain", 15*time.Second, "wait for healthy deliveries and every failing attempt until no request arrived for this long (at most 4× in all)")
 }
 
 // Validate reports every problem at once.
@@ -70,7 +72,7 @@ func Failures(cfg *FailuresConfig) suite.Scenario {
 		Name:  "failures",
 		About: "Some endpoints answer 500 or hang, with the retry schedule scaled to seconds: the healthy endpoints' latency next to a run without failures (isolation), and exact attempt counts for the failing ones.",
 		Estimate: func(sc *suite.Config) time.Duration {
-			return 2*(sc.Warmup+sc.Duration) + cfg.Drain/2 + 20*time.Second
+			return 2*(sc.Warmup+sc.Duration) + cfg.Drain + 25*time.Second
 		},
 		Run: func(ctx context.Context, env *suite.Env) (*suite.Result, error) {
 			target, stop, err := env.System(ctx, "-dispatcher.retry-schedule="+cfg.RetrySchedule, "-delivery.timeout="+cfg.Timeout.String())

@@ -114,6 +114,10 @@ type Measurement struct {
 	OpsPerSecond   float64 `json:"ops_per_second"`
 	// Latency summarises Stats.Latency (per operation; open loop: from the intended start).
 	Latency Latency `json:"latency"`
+	// OfferedPerSecond is, for runs through the system, the deliveries/s the
+	// system accepted for delivery (events accepted × endpoints), which the
+	// delivered UnitsPerSecond is compared with.
+	OfferedPerSecond float64 `json:"offered_per_second,omitempty"`
 	// Receiver is the receiver's report for runs that deliver to it.
 	Receiver *receiver.Report `json:"receiver,omitempty"`
 	// ReceiverLatency summarises Receiver.Latency (accepted→receipt).
