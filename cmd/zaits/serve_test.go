@@ -61,7 +61,9 @@ func TestAllFollowsKafkaAndStopsOnSignal(t *testing.T) {
 			return nil
 		}
 	}
+	began := time.Now()
 	testenv.Eventually(t, 60*time.Second, allAnswer(200, "ready"))
+	t.Logf("all ready %s after start", time.Since(began).Round(time.Millisecond))
 
 	k.Stop()
 	stopped := time.Now()
@@ -69,16 +71,20 @@ func TestAllFollowsKafkaAndStopsOnSignal(t *testing.T) {
 	t.Logf("readyz 503 %s after Kafka stopped", time.Since(stopped).Round(time.Millisecond))
 
 	k.Start()
+	restarted := time.Now()
 	testenv.Eventually(t, 30*time.Second, allAnswer(200, "ready"))
+	t.Logf("all ready again %s after Kafka answered", time.Since(restarted).Round(time.Millisecond))
 
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
+	signalled := time.Now()
 	select {
 	case code := <-done:
 		if code != 0 {
 			t.Fatalf("serve exited %d after SIGINT", code)
 		}
+		t.Logf("stopped %s after SIGINT", time.Since(signalled).Round(time.Millisecond))
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop within 10 s of SIGINT")
 	}
