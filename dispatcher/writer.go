@@ -15,6 +15,9 @@ import (
 // unfinished (uncommitted) meanwhile.
 func (d *Dispatcher) newAsyncWriter() *kafka.Writer {
 	w := d.cfg.Kafka.NewWriter("", 2*time.Millisecond)
+	// kafka-go allocates every batch at its full BatchSize; with batches
+	// flushed every few milliseconds a smaller size keeps that garbage down.
+	w.BatchSize = 256
 	w.Async = true
 	w.Completion = func(msgs []kafka.Message, err error) {
 		if err != nil {
