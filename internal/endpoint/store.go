@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goccy/go-json"
@@ -82,6 +83,20 @@ func (e *Entry) Subscribed(eventType string) bool {
 	return false
 }
 
+// account holds one account's endpoints and a cache of the derived lists,
+// built lazily and dropped on every change of the account's endpoints.
+type account struct {
+	byID  map[string]*Entry
+	cache atomic.Pointer[accountCache]
+}
+
+type accountCache struct {
+	sorted []*Entry // List order; shared, never modified
+
+	mu   sync.Mutex
+	subs map[string][]*Entry // event type → active subscribed endpoints, id order
+}
+
 // Store is the in-memory view of <p>.endpoints plus the write path.
 //
 // Lock order: mu is never held while calling Kafka or waiting on a channel.
@@ -95,7 +110,7 @@ type Store struct {
 
 	mu        sync.RWMutex
 	byID      map[string]*Entry
-	byAccount map[string]map[string]*Entry
+	byAccount map[string]*account
 	deleted   map[string]bool
 	waiters   map[string]chan error // revision → nil (accepted) or ErrConflict
 
@@ -118,7 +133,7 @@ func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Re
 		cfg: cfg, kafka: kc, topic: topic, cipher: c, log: log,
 		writer:    kc.NewWriter(topic, time.Millisecond),
 		byID:      map[string]*Entry{},
-		byAccount: map[string]map[string]*Entry{},
+		byAccount: map[string]*account{},
 		deleted:   map[string]bool{},
 		waiters:   map[string]chan error{},
 		applied: prometheus.NewCounter(prometheus.CounterOpts{
@@ -276,10 +291,11 @@ func (s *Store) apply(m kafka.Message) {
 		s.byID[id] = e
 		acc := s.byAccount[ep.AccountID]
 		if acc == nil {
-			acc = map[string]*Entry{}
+			acc = &account{byID: map[string]*Entry{}}
 			s.byAccount[ep.AccountID] = acc
 		}
-		acc[id] = e
+		acc.byID[id] = e
+		acc.cache.Store(nil)
 	case rev != "" && rev == cur.revision:
 		// A repair copy of the current state.
 	default:
@@ -291,8 +307,9 @@ func (s *Store) apply(m kafka.Message) {
 func (s *Store) remove(e *Entry) {
 	delete(s.byID, e.ID)
 	if acc := s.byAccount[e.AccountID]; acc != nil {
-		delete(acc, e.ID)
-		if len(acc) == 0 {
+		delete(acc.byID, e.ID)
+		acc.cache.Store(nil)
+		if len(acc.byID) == 0 {
 			delete(s.byAccount, e.AccountID)
 		}
 	}
@@ -324,37 +341,66 @@ func (s *Store) GetForAccount(account, id string) (*Entry, bool) {
 	return e, true
 }
 
-// List returns the account's endpoints, oldest first (then by id).
+// List returns the account's endpoints, oldest first (then by id). The
+// slice is shared with other callers: do not modify it.
 func (s *Store) List(account string) []*Entry {
 	s.mu.RLock()
-	out := make([]*Entry, 0, len(s.byAccount[account]))
-	for _, e := range s.byAccount[account] {
-		out = append(out, e)
+	defer s.mu.RUnlock()
+	if c := s.cacheOf(account); c != nil {
+		return c.sorted
 	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
-	return out
+	return nil
 }
 
 // Subscribed appends to dst the account's active endpoints subscribed to
 // eventType, in id order (deterministic fan-out order).
 func (s *Store) Subscribed(dst []*Entry, account, eventType string) []*Entry {
 	s.mu.RLock()
-	start := len(dst)
-	for _, e := range s.byAccount[account] {
-		if e.Subscribed(eventType) {
-			dst = append(dst, e)
-		}
+	defer s.mu.RUnlock()
+	c := s.cacheOf(account)
+	if c == nil {
+		return dst
 	}
-	s.mu.RUnlock()
-	sub := dst[start:]
-	sort.Slice(sub, func(i, j int) bool { return sub[i].ID < sub[j].ID })
-	return dst
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	subs, ok := c.subs[eventType]
+	if !ok {
+		for _, e := range c.sorted {
+			if e.Subscribed(eventType) {
+				subs = append(subs, e)
+			}
+		}
+		sort.Slice(subs, func(i, j int) bool { return subs[i].ID < subs[j].ID })
+		c.subs[eventType] = subs
+	}
+	return append(dst, subs...)
+}
+
+// cacheOf returns the account's derived lists, building them if a change
+// dropped them; mu must be held for reading. No change can happen while it
+// is held, so a cache built here is never stale; concurrent readers may
+// build it twice, which is harmless.
+func (s *Store) cacheOf(account string) *accountCache {
+	acc := s.byAccount[account]
+	if acc == nil {
+		return nil
+	}
+	if c := acc.cache.Load(); c != nil {
+		return c
+	}
+	c := &accountCache{sorted: make([]*Entry, 0, len(acc.byID)), subs: map[string][]*Entry{}}
+	for _, e := range acc.byID {
+		c.sorted = append(c.sorted, e)
+	}
+	sort.Slice(c.sorted, func(i, j int) bool {
+		a, b := c.sorted[i], c.sorted[j]
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.Before(b.CreatedAt)
+		}
+		return a.ID < b.ID
+	})
+	acc.cache.CompareAndSwap(nil, c)
+	return acc.cache.Load()
 }
 
 // Create stores a new endpoint for ep.AccountID with a fresh id and secret;
