@@ -110,11 +110,6 @@ func (a *Analytics) Start(ctx context.Context) error {
 	return nil
 }
 
-// RetentionDays is Retention in whole days, rounded up (the TTL's unit).
-func (c *Config) RetentionDays() int {
-	return int((c.Retention + 24*time.Hour - 1) / (24 * time.Hour))
-}
-
 // migrate applies the migrations, retrying with backoff; false when ctx ended first.
 func (a *Analytics) migrate(ctx context.Context) bool {
 	backoff := 200 * time.Millisecond

@@ -54,6 +54,11 @@ func (c *Config) GroupID() string {
 	return c.Kafka.TopicPrefix + ".analytics"
 }
 
+// RetentionDays is Retention in whole days, rounded up (the TTL's unit).
+func (c *Config) RetentionDays() int {
+	return int((c.Retention + 24*time.Hour - 1) / (24 * time.Hour))
+}
+
 // RegisterFlags registers the analytics.* and clickhouse.* flags with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OpsListen, "analytics.ops-listen", "127.0.0.1:9103", "address of the analytics /metrics, /healthz and /readyz")
