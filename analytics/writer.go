@@ -128,7 +128,11 @@ func (w *writer) run(ctx context.Context) {
 			if bt.cols.len() > 0 && !w.insertWithRetry(ctx, bt.cols) {
 				return
 			}
-			w.commit(ctx, bt.msgs)
+			// An inserted batch is committed even when shutdown began meanwhile,
+			// so that the next process does not insert it again.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			w.commit(cctx, bt.msgs)
+			cancel()
 			free <- bt.cols
 		}
 	})
