@@ -173,9 +173,9 @@ GROUP BY endpoint_id`
 	// sqlSuccessCounts is each listed endpoint's successful and finished
 	// deliveries accepted since a unix time.
 	// Parameters: account, endpoint ids (GroupSet), since (unix seconds).
-	sqlSuccessCounts = `SELECT endpoint_id, uniqExactIf(delivery_id, outcome = 'success'), uniqExactIf(delivery_id, outcome IN ('success', 'failed'))
+	sqlSuccessCounts = `SELECT endpoint_id, uniqExactIf(delivery_id, outcome = 'success'), uniqExact(delivery_id)
 FROM {db}.attempts
-WHERE account_id = ? AND endpoint_id IN ? AND accepted_at >= toDateTime(?)
+WHERE account_id = ? AND endpoint_id IN ? AND accepted_at >= toDateTime(?) AND outcome IN ('success', 'failed')
 GROUP BY endpoint_id`
 )
 
