@@ -47,20 +47,37 @@ func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxResponseBytes, "delivery.max-response-bytes", 64<<10, "how much of an endpoint's response body is read")
 	fs.IntVar(&c.ExcerptBytes, "delivery.excerpt-bytes", 1<<10, "how much of the response body is kept in the attempt record")
 	fs.IntVar(&c.MaxConnsPerHost, "delivery.max-conns-per-host", 64, "connections to one endpoint host at most")
-	fs.Func("delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver)", func(s string) error {
-		c.AllowNetworks = c.AllowNetworks[:0]
-		for _, f := range strings.Split(s, ",") {
-			if f = strings.TrimSpace(f); f == "" {
-				continue
-			}
-			p, err := netip.ParsePrefix(f)
-			if err != nil {
-				return err
-			}
-			c.AllowNetworks = append(c.AllowNetworks, p.Masked())
+	fs.Var(prefixList{&c.AllowNetworks}, "delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver)")
+}
+
+// prefixList is the flag.Value of a comma-separated list of CIDRs.
+type prefixList struct{ p *[]netip.Prefix }
+
+func (l prefixList) String() string {
+	if l.p == nil {
+		return ""
+	}
+	parts := make([]string, len(*l.p))
+	for i, p := range *l.p {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l prefixList) Set(s string) error {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
 		}
-		return nil
-	})
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return err
+		}
+		out = append(out, p.Masked())
+	}
+	*l.p = out
+	return nil
 }
 
 // Validate reports every problem with the configuration at once.
