@@ -39,7 +39,14 @@ func (e *Env) System(ctx context.Context, flags ...string) (*Target, func(), err
 		return nil, nil, err
 	}
 	e.Log.Info("starting a private zaits", "binary", c.ZaitsBinary, "flags", flags, "log", logPath)
-	s, err := system.Start(ctx, system.Config{Binary: c.ZaitsBinary, Kafka: c.Kafka, ClickHouseAddr: c.ClickHouseAddr, Account: c.Account, Flags: flags, Log: logFile})
+	sc := system.Config{Binary: c.ZaitsBinary, Kafka: c.Kafka, ClickHouseAddr: c.ClickHouseAddr, Account: c.Account, Flags: flags, Log: logFile}
+	s, err := system.Start(ctx, sc)
+	if err != nil && ctx.Err() == nil {
+		// One more try: a start can fail on a busy machine (a port taken in
+		// between, Kafka slow to answer); the log keeps both attempts.
+		e.Log.Warn("the private zaits did not start; trying once more", "err", err)
+		s, err = system.Start(ctx, sc)
+	}
 	if err != nil {
 		logFile.Close()
 		return nil, nil, err

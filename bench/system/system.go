@@ -142,7 +142,8 @@ func Start(ctx context.Context, cfg Config) (*System, error) {
 	return s, nil
 }
 
-// waitReady polls every ops port's /readyz until all answer 200.
+// waitReady polls every ops port's /readyz until all answer 200 and the
+// public API answers.
 func (s *System) waitReady(ctx context.Context, timeout time.Duration, ops []string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -164,7 +165,22 @@ func (s *System) waitReady(ctx context.Context, timeout time.Duration, ops []str
 			}
 		}
 		if last == nil {
-			return nil
+			// The public API too: its contract is served without credentials.
+			resp, err := client.Get(s.GatewayURL + "/v1/openapi.json")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					select {
+					case err := <-s.exited:
+						s.exited <- err
+						return fmt.Errorf("zaits exited while it looked ready: %v", err)
+					default:
+						return nil
+					}
+				}
+				err = fmt.Errorf("%s/v1/openapi.json: %d", s.GatewayURL, resp.StatusCode)
+			}
+			last = err
 		}
 		select {
 		case err := <-s.exited:
