@@ -33,6 +33,9 @@ type Line struct {
 	XTicks []Tick
 	// YMin is the bottom of the y axis; the top is the data's maximum.
 	YMin float64
+	// LogY draws the y axis in powers of ten (values ≤ 0 sit at the bottom),
+	// so a fast run stays readable next to a saturated one.
+	LogY bool
 	// Shade marks x ranges in grey with a label, e.g. the warm-up.
 	Shade []Shade
 }
@@ -62,7 +65,7 @@ type Bars struct {
 var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"}
 
 const (
-	width, height                = 980, 460
+	width, height                = 1040, 460
 	left, right, top, bottom     = 80, 300, 44, 56
 	plotW, plotH                 = width - left - right, height - top - bottom
 	fontAttrs                    = `font-family="DejaVu Sans, Arial, Helvetica, sans-serif"`
@@ -94,6 +97,38 @@ func (c Line) SVG() string {
 	}
 	px := func(x float64) float64 { return left + (x-xmin)/(xmax-xmin)*plotW }
 	py := func(y float64) float64 { return top + plotH - (y-c.YMin)/(ytop-c.YMin)*plotH }
+	var yticks []float64
+	for y := c.YMin; y <= ytop+ystep/2; y += ystep {
+		yticks = append(yticks, y)
+	}
+	if c.LogY {
+		lo, hi := math.Inf(1), 0.0
+		for _, s := range c.Series {
+			for _, p := range s.Points {
+				if p.Y > 0 {
+					lo, hi = math.Min(lo, p.Y), math.Max(hi, p.Y)
+				}
+			}
+		}
+		if math.IsInf(lo, 0) {
+			lo, hi = 1, 10
+		}
+		e0, e1 := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+		if e1 <= e0 {
+			e1 = e0 + 1
+		}
+		py = func(y float64) float64 {
+			v := e0
+			if y > 0 {
+				v = math.Max(math.Log10(y), e0)
+			}
+			return top + plotH - (v-e0)/(e1-e0)*plotH
+		}
+		yticks = yticks[:0]
+		for e := e0; e <= e1; e++ {
+			yticks = append(yticks, math.Pow(10, e))
+		}
+	}
 
 	var b strings.Builder
 	header(&b, c.Title)
@@ -105,7 +140,7 @@ func (c Line) SVG() string {
 		}
 	}
 	// Y grid and labels.
-	for y := c.YMin; y <= ytop+ystep/2; y += ystep {
+	for _, y := range yticks {
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s"/>`+"\n", left, py(y), left+plotW, py(y), gridColor)
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" font-size="12" text-anchor="end" fill="%s" %s>%s</text>`+"\n", left-6, py(y)+4, txtCol, fontAttrs, Number(y))
 	}

@@ -71,3 +71,13 @@ func TestNumber(t *testing.T) {
 	f(12000, "12k")
 	f(1500000, "1.5M")
 }
+
+func TestLogY(t *testing.T) {
+	svg := chart.Line{Title: "log", LogY: true, Series: []chart.Series{{Name: "fast", Points: []chart.Point{{X: 0, Y: 0.5}, {X: 1, Y: 2}}}, {Name: "slow", Points: []chart.Point{{X: 0, Y: 100}, {X: 1, Y: 5000}}}}}.SVG()
+	text := wellFormed(t, svg)
+	for _, want := range []string{"|0.1|", "|1|", "|10|", "|100|", "|1000|", "|10k|"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("log axis lacks tick %s: %s", want, text)
+		}
+	}
+}

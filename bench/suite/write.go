@@ -34,6 +34,21 @@ func (su *Suite) Write() error {
 	return nil
 }
 
+// Load reads a results folder's results.json, so that Write can draw its
+// charts and report again (after the chart code changed).
+func Load(dir string) (*Suite, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		return nil, err
+	}
+	var su Suite
+	if err := json.Unmarshal(raw, &su); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	su.Dir = dir
+	return &su, nil
+}
+
 // Ceiling is the closed-loop deliveries/s of the ceiling scenario, or 0.
 func (su *Suite) Ceiling() float64 { return ceilingOf(su.Results) }
 
@@ -59,9 +74,9 @@ func (su *Suite) charts() map[string]string {
 			if n := len(m.Timeline); n > 0 {
 				last = math.Max(last, m.Timeline[n-1].T)
 			}
-			lat = append(lat, percentileSeries(m.Name+" request", m.Latency))
+			lat = append(lat, percentileSeries(m.Name+": request", m.Latency))
 			if m.ReceiverLatency != nil && m.ReceiverLatency.Count > 0 {
-				lat = append(lat, percentileSeries(m.Name+" accepted→receipt", *m.ReceiverLatency))
+				lat = append(lat, percentileSeries(m.Name+": to receipt", *m.ReceiverLatency))
 			}
 		}
 		unit := r.Runs[0].Unit
@@ -70,8 +85,8 @@ func (su *Suite) charts() map[string]string {
 			Series: tput, Shade: shades(warm, end, last),
 		}.SVG()
 		out[chartName("latency", r.Scenario)] = chart.Line{
-			Title: r.Scenario + ": latency by percentile", XLabel: "percentile", YLabel: "milliseconds",
-			Series: lat, XTicks: percentileTicks,
+			Title: r.Scenario + ": latency by percentile", XLabel: "percentile", YLabel: "milliseconds (log scale)",
+			Series: lat, XTicks: percentileTicks, LogY: true,
 		}.SVG()
 	}
 	if ceil := su.Ceiling(); ceil > 0 {
@@ -233,7 +248,7 @@ func (su *Suite) markdown(charts map[string]string) string {
 		"- **throughput-*.svg**: units per second in each 1 s interval; the grey band is the warm-up, excluded from every number.\n" +
 		"- **latency-*.svg**: latency (ms) by percentile on a log axis, so the tail (99%, 99.9%) is as wide as the median. " +
 		"Open-loop latency is measured from when each request was due, so a stall shows up as a rising tail, not as fewer samples (coordinated omission corrected). " +
-		"\"accepted→receipt\" is from acceptance to the receiver's arrival time.\n" +
+		"\"to receipt\" is from when the event was due to be sent (ceiling) or published (e2e, failures) to the receiver's arrival time; the y axis is logarithmic.\n" +
 		"- **ceiling-ratio.svg**: deliveries/s through the whole system (e2e, failures) as a share of the ceiling: a bare fasthttp client signing and posting straight to the same receiver on the same machine.\n")
 	return b.String()
 }

@@ -26,6 +26,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("zaits-bench", flag.ContinueOnError)
+	render := fs.String("render", "", "draw the charts and report.md of an existing results folder again from its results.json, then exit")
 	var (
 		kafkaCfg   broker.Config
 		suiteCfg   = suite.Config{Kafka: &kafkaCfg}
@@ -59,6 +60,18 @@ func run(args []string) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *render != "" {
+		su, err := suite.Load(*render)
+		if err == nil {
+			err = su.Write()
+		}
+		if err != nil {
+			log.Error("render", "err", err)
+			return 1
+		}
+		fmt.Printf("rendered %s/report.md\n", su.Dir)
+		return 0
+	}
 	scenarios, selErr := suite.Select(all, &suiteCfg)
 	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), failCfg.Validate(), histCfg.Validate(), selErr); err != nil {
 		log.Error("invalid configuration", "err", err)
