@@ -170,6 +170,6 @@ func (a *Analytics) stop(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("analytics: writer did not stop: %w", ctx.Err()))
 	}
-	errs = append(errs, a.w.reader.Close(), a.ops.Stop(ctx), a.ch.Close())
+	errs = append(errs, a.ops.Stop(ctx), a.ch.Close())
 	return errors.Join(errs...)
 }

@@ -28,6 +28,10 @@ type writer struct {
 	log    *slog.Logger
 	conn   driver.Conn
 	insert string
+	// rcfg configures reader, which run creates: kafka-go joins the group
+	// as soon as a Reader exists, and a group that joins before its topic
+	// exists gets an empty assignment and is never rebalanced.
+	rcfg   kafka.ReaderConfig
 	reader *kafka.Reader
 	rows   int
 	every  time.Duration
@@ -81,7 +85,7 @@ func newWriterMetrics(reg prometheus.Registerer) (writerMetrics, error) {
 }
 
 func newWriter(cfg Config, log *slog.Logger, conn driver.Conn, m writerMetrics) *writer {
-	r := kafka.NewReader(kafka.ReaderConfig{
+	rcfg := kafka.ReaderConfig{
 		Brokers:        cfg.Kafka.BrokerList(),
 		GroupID:        cfg.GroupID(),
 		Topic:          cfg.Kafka.Topic(schemas.TopicAttempts),
@@ -93,12 +97,12 @@ func newWriter(cfg Config, log *slog.Logger, conn driver.Conn, m writerMetrics) 
 		StartOffset:    kafka.FirstOffset,
 		Dialer:         &kafka.Dialer{Timeout: cfg.Kafka.DialTimeout, ClientID: "zaits-analytics"},
 		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { log.Warn("kafka reader", "err", fmt.Sprintf(f, a...)) }),
-	})
+	}
 	return &writer{
 		log:    log,
 		conn:   conn,
 		insert: inDB(sqlInsertAttempts, cfg.ClickHouseDatabase),
-		reader: r,
+		rcfg:   rcfg,
 		rows:   cfg.BatchRows,
 		every:  cfg.BatchInterval,
 		m:      m,
@@ -112,6 +116,8 @@ func newWriter(cfg Config, log *slog.Logger, conn driver.Conn, m writerMetrics) 
 // and no more than two batches are ever held, so during an outage the
 // backlog stays in Kafka.
 func (w *writer) run(ctx context.Context) {
+	w.reader = kafka.NewReader(w.rcfg)
+	defer w.reader.Close()
 	free := make(chan *columns, 2)
 	free <- &columns{}
 	free <- &columns{}
