@@ -92,55 +92,88 @@ func EnsureTopics(ctx context.Context, cfg *Config) error {
 			return fmt.Errorf("create topic %s: %w", name, e)
 		}
 	}
-	return verifyPartitions(ctx, cl, want)
+	return verifyPartitions(ctx, cfg, cl, want)
 }
 
-func verifyPartitions(ctx context.Context, cl *kafka.Client, want map[string]int) error {
+// verifyPartitions checks the partition counts and returns only once every
+// partition of every topic has a leader that serves it: a consumer group
+// that joins while a topic is still being created gets an empty assignment
+// and kafka-go never rebalances it (segmentio/kafka-go#585, #1314).
+// Metadata is read on a fresh connection each time, because kafka.Client
+// answers metadata requests from its transport's cache.
+func verifyPartitions(ctx context.Context, cfg *Config, cl *kafka.Client, want map[string]int) error {
 	names := make([]string, 0, len(want))
 	for n := range want {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	// A just-created topic has partitions without a leader for a moment:
-	// wait for every leader, so callers can produce and list offsets at once.
 	for {
-		md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+		pending, err := unservedPartitions(ctx, cfg, cl, names, want)
 		if err != nil {
-			return fmt.Errorf("metadata of topics: %w", err)
+			return err
 		}
-		var errs []error
-		leaderless := 0
-		for _, t := range md.Topics {
-			if t.Error != nil {
-				if errors.Is(t.Error, kafka.LeaderNotAvailable) || errors.Is(t.Error, kafka.UnknownTopicOrPartition) {
-					leaderless++
-					continue
-				}
-				errs = append(errs, fmt.Errorf("topic %s: %w", t.Name, t.Error))
-				continue
-			}
-			if got := len(t.Partitions); got != want[t.Name] {
-				errs = append(errs, fmt.Errorf("topic %s has %d partitions but the configuration says %d; keys map to partitions, so either set the flag to %d or recreate the topic: %w",
-					t.Name, got, want[t.Name], got, ErrPartitionMismatch))
-			}
-			for _, p := range t.Partitions {
-				if p.Error != nil || p.Leader.ID < 0 || p.Leader.Host == "" {
-					leaderless++
-				}
-			}
-		}
-		if len(errs) > 0 {
-			return errors.Join(errs...)
-		}
-		if leaderless == 0 {
+		if pending == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d partitions still without a leader: %w", leaderless, ctx.Err())
+			return fmt.Errorf("partitions not served yet (%v): %w", pending, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// unservedPartitions returns a non-nil reason while a partition lacks a
+// leader or cannot list its offsets; an error is permanent (a partition
+// count mismatch).
+func unservedPartitions(ctx context.Context, cfg *Config, cl *kafka.Client, names []string, want map[string]int) (pending error, err error) {
+	d := kafka.Dialer{Timeout: cfg.DialTimeout, ClientID: "zaits-provision"}
+	conn, err := d.DialContext(ctx, "tcp", cfg.BrokerList()[0])
+	if err != nil {
+		return err, nil
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	parts, err := conn.ReadPartitions(names...)
+	conn.Close()
+	if err != nil {
+		return err, nil
+	}
+	got := map[string]int{}
+	reqs := map[string][]kafka.OffsetRequest{}
+	for _, p := range parts {
+		got[p.Topic]++
+		if p.Leader.Host == "" || p.Error != nil {
+			return fmt.Errorf("%s/%d has no leader yet", p.Topic, p.ID), nil
+		}
+		reqs[p.Topic] = append(reqs[p.Topic], kafka.LastOffsetOf(p.ID))
+	}
+	var errs []error
+	for _, n := range names {
+		switch g := got[n]; {
+		case g == 0:
+			return fmt.Errorf("%s has no partitions yet", n), nil
+		case g != want[n]:
+			errs = append(errs, fmt.Errorf("topic %s has %d partitions but the configuration says %d; keys map to partitions, so either set the flag to %d or recreate the topic: %w",
+				n, g, want[n], g, ErrPartitionMismatch))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	resp, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: reqs})
+	if err != nil {
+		return err, nil
+	}
+	for t, ps := range resp.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				return fmt.Errorf("%s/%d: %w", t, p.Partition, p.Error), nil
+			}
+		}
+	}
+	return nil, nil
 }
 
 // WaitAndEnsureTopics retries EnsureTopics with backoff until it succeeds,

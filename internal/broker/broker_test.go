@@ -113,3 +113,4 @@ func TestPingFailsWhenBrokerIsDown(t *testing.T) {
 		t.Fatal("Ping of a closed port succeeded")
 	}
 }
+
