@@ -113,4 +113,3 @@ func TestPingFailsWhenBrokerIsDown(t *testing.T) {
 		t.Fatal("Ping of a closed port succeeded")
 	}
 }
-
