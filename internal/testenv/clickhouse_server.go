@@ -3,7 +3,6 @@ package testenv
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +35,7 @@ func StartClickHouse(t testing.TB) *ClickHouseServer {
 		t.Fatalf("clickhouse-server binary: %v (run `make stack` once, it installs it, or set ZAITS_CLICKHOUSE_SERVER)", err)
 	}
 	s := &ClickHouseServer{t: t, dir: t.TempDir()}
-	tcp, http, inter := freePort(t), freePort(t), freePort(t)
+	tcp, http, inter := FreePort(t), FreePort(t), FreePort(t)
 	s.Addr = "127.0.0.1:" + strconv.Itoa(tcp)
 	for _, d := range []string{"data", "tmp", "user_files", "format_schemas", "logs"} {
 		if err := os.MkdirAll(filepath.Join(s.dir, d), 0o755); err != nil {
@@ -130,14 +129,4 @@ func (s *ClickHouseServer) Stop() {
 		<-s.done
 	}
 	s.cmd = nil
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
