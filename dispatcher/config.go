@@ -40,6 +40,11 @@ type Config struct {
 	PartitionBuffer int
 	// PartitionBufferBytes bounds their bodies' bytes per partition. Default 16 MiB.
 	PartitionBufferBytes int
+	// LaneBuffer bounds one endpoint's tasks held in memory per partition;
+	// its later tasks are read again from Kafka once the lane has worked
+	// through them, so a slow endpoint never fills the partition's buffer.
+	// Default 100.
+	LaneBuffer int
 	// CommitInterval is how often finished offsets are committed. Default 1s.
 	CommitInterval time.Duration
 	// SessionTimeout is the consumer group session timeout. Default 10s.
@@ -59,6 +64,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "dispatcher.concurrency", 512, "delivery attempts in flight at most, over all partitions")
 	fs.IntVar(&c.PartitionBuffer, "dispatcher.partition-buffer", 2000, "tasks read but not finished per partition at most (backpressure)")
 	fs.IntVar(&c.PartitionBufferBytes, "dispatcher.partition-buffer-bytes", 16<<20, "bytes of task bodies read but not finished per partition at most")
+	fs.IntVar(&c.LaneBuffer, "dispatcher.lane-buffer", 100, "tasks of one endpoint held in memory per partition at most; the rest are read again from Kafka when the endpoint catches up")
 	fs.DurationVar(&c.CommitInterval, "dispatcher.commit-interval", time.Second, "how often finished offsets are committed")
 	fs.DurationVar(&c.SessionTimeout, "dispatcher.session-timeout", 10*time.Second, "consumer group session timeout (6s..5m)")
 }
@@ -85,6 +91,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PartitionBufferBytes == 0 {
 		c.PartitionBufferBytes = 16 << 20
+	}
+	if c.LaneBuffer == 0 {
+		c.LaneBuffer = 100
 	}
 	if c.CommitInterval == 0 {
 		c.CommitInterval = time.Second
@@ -133,6 +142,9 @@ func (c Config) validate() error {
 	}
 	if c.PartitionBufferBytes < 1 {
 		errs = append(errs, fmt.Errorf("dispatcher.partition-buffer-bytes: must be positive, got %d", c.PartitionBufferBytes))
+	}
+	if c.LaneBuffer < 1 {
+		errs = append(errs, fmt.Errorf("dispatcher.lane-buffer: must be positive, got %d", c.LaneBuffer))
 	}
 	if c.CommitInterval <= 0 {
 		errs = append(errs, fmt.Errorf("dispatcher.commit-interval: must be positive, got %s", c.CommitInterval))

@@ -55,9 +55,10 @@ func TestConfigFlagsAndValidate(t *testing.T) {
 	bad := c
 	bad.RetrySchedule = Schedule{time.Second}
 	bad.Concurrency = -1
+	bad.LaneBuffer = -1
 	bad.Delivery = &ClientConfig{Timeout: -1}
 	err := bad.Validate()
-	for _, want := range []string{"dispatcher.retry-schedule", "dispatcher.concurrency", "delivery.timeout"} {
+	for _, want := range []string{"dispatcher.retry-schedule", "dispatcher.concurrency", "dispatcher.lane-buffer", "delivery.timeout"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want a problem with %s", err, want)
 		}

@@ -5,8 +5,12 @@
 // <p>.retry.*; each assigned partition has its own goroutine and, within it,
 // one lane per endpoint: one attempt in flight per endpoint, in offset order,
 // different endpoints concurrently up to Config.Concurrency, at most
-// Config.PartitionBuffer tasks read ahead per partition. A partition's
-// committed offset is its lowest unfinished one: a task is finished when it
+// Config.PartitionBuffer unfinished tasks in memory per partition and
+// Config.LaneBuffer per lane: a lane's later tasks are skipped by the
+// partition's reader and read again from Kafka by the lane once it has
+// worked through the ones it holds, so a slow endpoint never stops its
+// partition's reader. A partition's committed offset is its lowest
+// unfinished one (a lane's first skipped task counts): a task is finished when it
 // got a 2xx, or was handed to its next delay topic or to <p>.dead, and its
 // attempt record was acknowledged. A failed attempt n < 5 goes to the delay
 // topic for its wait (Config.RetrySchedule, or a longer Retry-After on 429 and

@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"container/heap"
 	"context"
 	"log/slog"
 	"sync"
@@ -22,10 +23,12 @@ const (
 // entry is one task read from a partition.
 type entry struct {
 	p      *partition
+	lane   *lane
 	offset int64
 	size   int
 	task   schemas.Task
 	state  int          // guarded by p.mu
+	index  int          // in p.unfinished; guarded by p.mu
 	refs   atomic.Int32 // outstanding work while active: the attempt plus each unacknowledged write
 }
 
@@ -40,10 +43,18 @@ func (e *entry) release() {
 }
 
 // lane is the queue of one endpoint's tasks in one partition: its tasks are
-// attempted one at a time, in offset order.
+// attempted one at a time, in offset order. At most Config.LaneBuffer of
+// them are held in memory (queued, or active until their writes are
+// acknowledged); the partition's reader skips the endpoint's later tasks
+// and remembers the first one skipped, and the lane reads them again from
+// Kafka when its queue is empty (refill). So a slow or hanging endpoint's
+// backlog stays in Kafka instead of filling the partition's buffer, and the
+// other endpoints of the partition keep flowing.
 type lane struct {
 	endpoint string
 	queue    []*entry
+	held     int   // the lane's unfinished entries in memory
+	skipFrom int64 // -1, or the lowest offset of this endpoint's tasks not in memory
 }
 
 // partition processes one assigned partition of <p>.deliveries or a delay
@@ -55,16 +66,16 @@ type partition struct {
 	tier  int // -1 for <p>.deliveries, else the index in schemas.RetryTopics
 	log   *slog.Logger
 
-	mu        sync.Mutex
-	space     *sync.Cond // signalled when entries finish or the partition stops
-	pending   []*entry   // read and not finished, in offset order (head first)
-	head      int
-	next      int64 // the offset after the last one read; -1 before any
-	count     int   // len(pending) - head
-	bytes     int
-	active    int // entries in state active
-	lanes     map[string]*lane
-	committed int64 // last committed offset; guarded by commitMu
+	mu         sync.Mutex
+	space      *sync.Cond // signalled when entries finish or the partition stops
+	unfinished entryHeap  // the entries in memory and not finished, lowest offset first
+	next       int64      // the offset after the last one read; -1 before any
+	count      int        // len(unfinished)
+	bytes      int        // their bodies' bytes
+	active     int        // entries in state active
+	lanes      map[string]*lane
+	floor      int64 // -1, or the lowest skipped offset of a lane that stopped before reading it again
+	committed  int64 // last committed offset; guarded by commitMu
 
 	commitMu *sync.Mutex // the generation's: commits are computed and sent one at a time
 
@@ -76,7 +87,7 @@ type partition struct {
 }
 
 func newPartition(d *Dispatcher, topic string, id, tier int, offset int64, commitMu *sync.Mutex) *partition {
-	p := &partition{d: d, topic: topic, id: id, tier: tier, next: -1, committed: -1, lanes: map[string]*lane{}, commitMu: commitMu,
+	p := &partition{d: d, topic: topic, id: id, tier: tier, next: -1, floor: -1, committed: -1, lanes: map[string]*lane{}, commitMu: commitMu,
 		log: d.log.With("topic", topic, "partition", id)}
 	if offset >= 0 {
 		p.next, p.committed = offset, offset
@@ -103,12 +114,15 @@ func (p *partition) run(ctx context.Context, gen *kafka.Generation, offset int64
 		p.log.Error("set offset", "offset", offset, "err", err)
 		return
 	}
-	stop := context.AfterFunc(ctx, func() {
+	wake := func() {
 		p.mu.Lock()
 		p.space.Broadcast()
 		p.mu.Unlock()
-	})
+	}
+	stop := context.AfterFunc(ctx, wake)
 	defer stop()
+	stopLanes := context.AfterFunc(p.lanesCtx, wake)
+	defer stopLanes()
 	p.read(ctx, r)
 	p.drain()
 	p.commitFinal(gen)
@@ -142,67 +156,97 @@ func (p *partition) read(ctx context.Context, r *kafka.Reader) {
 				return
 			}
 		}
-		e := &entry{p: p, offset: m.Offset, size: len(m.Value), task: t}
-		if !p.admit(ctx, e) {
-			return
-		}
 		if err != nil { // not a task: finished at once
-			e.refs.Store(1)
 			p.mu.Lock()
-			e.state = active
-			p.active++
+			p.next = m.Offset + 1
 			p.mu.Unlock()
-			e.release()
+			continue
+		}
+		if !p.admit(ctx, &entry{p: p, offset: m.Offset, size: len(m.Value), task: t}) {
+			return
 		}
 	}
 }
 
-// admit waits for buffer space, appends e and queues it in its endpoint's
-// lane, starting the lane if it was idle.
+// admit queues e in its endpoint's lane, starting the lane if it was idle,
+// once the partition's buffer has space; or skips e, leaving it for the
+// lane's refill, when the lane already holds Config.LaneBuffer tasks or has
+// skipped earlier ones. Skipping never waits, so a full lane never stops
+// the partition's reader.
 func (p *partition) admit(ctx context.Context, e *entry) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.count > 0 && (p.count >= p.d.cfg.PartitionBuffer || p.bytes+e.size > p.d.cfg.PartitionBufferBytes) {
+	for {
 		if ctx.Err() != nil {
 			return false
 		}
+		if l := p.lanes[e.task.EndpointID]; l != nil && (l.skipFrom >= 0 || l.held >= p.d.cfg.LaneBuffer) {
+			if l.skipFrom < 0 {
+				l.skipFrom = e.offset
+			}
+			p.next = e.offset + 1
+			return true
+		}
+		if p.hasSpace(e.size) {
+			break
+		}
 		p.space.Wait()
 	}
-	if ctx.Err() != nil {
-		return false
-	}
-	p.pending = append(p.pending, e)
-	p.count++
-	p.bytes += e.size
 	p.next = e.offset + 1
-	p.d.m.buffered.Inc()
-	if e.task.DeliveryID == "" { // not a task: finished by the reader
-		return true
-	}
 	l := p.lanes[e.task.EndpointID]
 	if l == nil {
-		l = &lane{endpoint: e.task.EndpointID}
+		l = &lane{endpoint: e.task.EndpointID, skipFrom: -1}
 		p.lanes[e.task.EndpointID] = l
-		l.queue = append(l.queue, e)
 		p.d.m.lanes.Inc()
 		go p.runLane(l)
-		return true
 	}
-	l.queue = append(l.queue, e)
+	p.hold(l, e)
 	return true
 }
 
-// runLane attempts the lane's tasks one at a time until the lane is empty
-// or the partition stops (queued tasks are then abandoned: not committed).
+// hasSpace reports whether an entry of size bytes fits in the buffer (an
+// empty buffer takes any one entry). p.mu held.
+func (p *partition) hasSpace(size int) bool {
+	return p.count == 0 || p.count < p.d.cfg.PartitionBuffer && p.bytes+size <= p.d.cfg.PartitionBufferBytes
+}
+
+// hold adds e to the buffer and to the end of l's queue. p.mu held.
+func (p *partition) hold(l *lane, e *entry) {
+	e.lane = l
+	heap.Push(&p.unfinished, e)
+	p.count++
+	p.bytes += e.size
+	p.d.m.buffered.Inc()
+	l.held++
+	l.queue = append(l.queue, e)
+}
+
+// runLane attempts the lane's tasks one at a time, reading its skipped
+// tasks again when its queue is empty, until it has nothing left or the
+// partition stops (queued tasks are then abandoned: not committed).
 func (p *partition) runLane(l *lane) {
 	defer p.d.m.lanes.Dec()
 	for {
 		p.mu.Lock()
-		if len(l.queue) == 0 || p.lanesCtx.Err() != nil {
-			delete(p.lanes, l.endpoint)
-			p.space.Broadcast()
+		if p.lanesCtx.Err() != nil {
+			p.dropLane(l)
 			p.mu.Unlock()
 			return
+		}
+		if len(l.queue) == 0 {
+			if l.skipFrom < 0 {
+				p.dropLane(l)
+				p.mu.Unlock()
+				return
+			}
+			p.mu.Unlock()
+			if !p.refill(l) {
+				p.mu.Lock()
+				p.dropLane(l)
+				p.mu.Unlock()
+				return
+			}
+			continue
 		}
 		e := l.queue[0]
 		l.queue[0] = nil
@@ -214,15 +258,102 @@ func (p *partition) runLane(l *lane) {
 		if !p.d.process(p.lanesCtx, p.stopping, e) {
 			p.abandon(e)
 			p.mu.Lock()
-			delete(p.lanes, l.endpoint) // its remaining tasks stay unfinished
-			p.space.Broadcast()
+			p.dropLane(l) // its remaining tasks stay unfinished
 			p.mu.Unlock()
 			return
 		}
 	}
 }
 
-// finish marks e done and pops the finished head of the queue.
+// dropLane removes an ending lane; the offset of tasks it skipped and did
+// not read again stays the partition's floor, so they are not committed.
+// p.mu held.
+func (p *partition) dropLane(l *lane) {
+	if p.lanes[l.endpoint] == l {
+		delete(p.lanes, l.endpoint)
+	}
+	if l.skipFrom >= 0 && (p.floor < 0 || l.skipFrom < p.floor) {
+		p.floor = l.skipFrom
+	}
+	p.space.Broadcast()
+}
+
+// refill reads the partition again from the lane's first skipped task with
+// a reader of its own and queues the endpoint's tasks (the others were
+// taken by the partition's reader) until the lane holds Config.LaneBuffer
+// tasks or the reader has caught up with the partition's reader; from then
+// on the partition's reader queues the endpoint's tasks again. False when
+// the partition is stopping.
+func (p *partition) refill(l *lane) bool {
+	d := p.d
+	if p.stopping.Err() != nil {
+		return false
+	}
+	p.mu.Lock()
+	pos := l.skipFrom
+	p.mu.Unlock()
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: d.cfg.Kafka.BrokerList(), Topic: p.topic, Partition: p.id,
+		MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 64,
+		Dialer: &kafka.Dialer{Timeout: d.cfg.Kafka.DialTimeout},
+	})
+	defer r.Close()
+	if err := r.SetOffset(pos); err != nil {
+		p.log.Error("set refill offset", "offset", pos, "err", err)
+		return false
+	}
+	d.m.refills.Inc()
+	backoff := 100 * time.Millisecond
+	for {
+		p.mu.Lock()
+		if pos >= p.next {
+			// Every task the partition's reader skipped has been read again.
+			l.skipFrom = -1
+			p.mu.Unlock()
+			return true
+		}
+		p.mu.Unlock()
+		m, err := r.FetchMessage(p.stopping)
+		if err != nil {
+			if p.stopping.Err() != nil {
+				return false
+			}
+			p.log.Warn("refill fetch failed, retrying", "endpoint", l.endpoint, "err", err, "retry_in", backoff)
+			if !sleep(p.stopping, backoff) {
+				return false
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		t, err := schemas.ParseTask(m)
+		if err != nil || t.EndpointID != l.endpoint {
+			pos = m.Offset + 1 // not this lane's: the partition's reader took it
+			continue
+		}
+		p.mu.Lock()
+		for l.held >= d.cfg.LaneBuffer || !p.hasSpace(len(m.Value)) {
+			if len(l.queue) > 0 {
+				// Full: work through the queue, then read again from here.
+				l.skipFrom = m.Offset
+				p.mu.Unlock()
+				return true
+			}
+			if p.stopping.Err() != nil || p.lanesCtx.Err() != nil {
+				l.skipFrom = m.Offset
+				p.mu.Unlock()
+				return false
+			}
+			p.space.Wait() // the lane's earlier tasks' writes, or other lanes, finish
+		}
+		p.hold(l, &entry{p: p, offset: m.Offset, size: len(m.Value), task: t})
+		pos = m.Offset + 1
+		l.skipFrom = pos // at most the lowest skipped offset not yet read again
+		p.mu.Unlock()
+	}
+}
+
+// finish marks e done and takes it out of the buffer.
 func (p *partition) finish(e *entry) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -231,19 +362,13 @@ func (p *partition) finish(e *entry) {
 	}
 	p.active--
 	e.state = done
-	n := 0
-	for p.head < len(p.pending) && p.pending[p.head].state == done {
-		p.bytes -= p.pending[p.head].size
-		p.pending[p.head] = nil
-		p.head++
-		p.count--
-		n++
+	heap.Remove(&p.unfinished, e.index)
+	p.count--
+	p.bytes -= e.size
+	if e.lane != nil {
+		e.lane.held--
 	}
-	if p.head > 1024 && p.head*2 > len(p.pending) {
-		p.pending = append(p.pending[:0], p.pending[p.head:]...)
-		p.head = 0
-	}
-	p.d.m.buffered.Sub(float64(n))
+	p.d.m.buffered.Dec()
 	p.space.Broadcast()
 }
 
@@ -292,14 +417,26 @@ func (p *partition) drain() {
 	p.d.m.buffered.Sub(float64(p.count))
 }
 
-// commitOffset is the lowest unfinished offset, or -1 when none is known.
+// commitOffset is the lowest unfinished offset, or -1 when none is known:
+// the lowest of the unfinished entries in memory, the lanes' first skipped
+// tasks and the next offset to read.
 func (p *partition) commitOffset() int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.head < len(p.pending) {
-		return p.pending[p.head].offset
+	low := p.next
+	lower := func(o int64) {
+		if o >= 0 && (low < 0 || o < low) {
+			low = o
+		}
 	}
-	return p.next
+	if len(p.unfinished) > 0 {
+		lower(p.unfinished[0].offset)
+	}
+	for _, l := range p.lanes {
+		lower(l.skipFrom)
+	}
+	lower(p.floor)
+	return low
 }
 
 func (p *partition) commitFinal(gen *kafka.Generation) {
@@ -379,4 +516,27 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// entryHeap orders unfinished entries by offset (container/heap).
+type entryHeap []*entry
+
+func (h entryHeap) Len() int           { return len(h) }
+func (h entryHeap) Less(i, j int) bool { return h[i].offset < h[j].offset }
+func (h entryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *entryHeap) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *entryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.index = -1
+	return e
 }

@@ -1,0 +1,206 @@
+package dispatcher_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/endpoint"
+	"github.com/zaits/webhooks/internal/testenv"
+	"github.com/zaits/webhooks/schemas"
+)
+
+// TestSlowAndHangingEndpointsDoNotHoldBackTheirPartition puts healthy, slow
+// and hanging endpoints on one deliveries partition and gives the slow and
+// hanging ones far more tasks than the partition's read-ahead bound: the
+// healthy endpoints' deliveries must keep arriving promptly, the slow
+// endpoint must still get every task once and in order, and the tasks held
+// in memory must stay within the bound.
+func TestSlowAndHangingEndpointsDoNotHoldBackTheirPartition(t *testing.T) {
+	kc := testenv.Kafka(t, func(c *broker.Config) { c.Partitions[schemas.TopicDeliveries] = 1 })
+	store := startStore(t, kc)
+	recv := startReceiver(t)
+	release := make(chan struct{})
+	defer close(release)
+	var healthy []*endpoint.Entry
+	for i := range 5 {
+		healthy = append(healthy, recv.add(t, store, fmt.Sprintf("ok%d", i), "", nil))
+	}
+	slow := recv.add(t, store, "slow", "", func(_ int, ctx *fasthttp.RequestCtx) {
+		time.Sleep(40 * time.Millisecond) // the endpoint's own response time
+		ctx.SetStatusCode(200)
+	})
+	hang := recv.add(t, store, "hang", "", func(_ int, ctx *fasthttp.RequestCtx) {
+		select { // never answers within the delivery timeout
+		case <-release:
+		case <-time.After(3 * time.Second):
+		}
+	})
+	cfg := testConfig(kc)
+	cfg.Delivery.Timeout = time.Second
+	cfg.PartitionBuffer = 100
+	cfg.LaneBuffer = 20
+	reg := prometheus.NewRegistry()
+	startDispatcherWith(t, cfg, reg)
+	p := newProducer(t, kc)
+
+	// Warm up: the group joined and a connection open to the receiver.
+	const warmup = 1000
+	var ws []schemas.Task
+	for _, e := range healthy {
+		ws = append(ws, task(e, warmup))
+	}
+	p.send(t, ws...)
+	eventually(t, 30*time.Second, func() error {
+		if n := recv.total.Load(); n < int64(len(healthy)) {
+			return fmt.Errorf("%d warm-up deliveries", n)
+		}
+		return nil
+	})
+
+	// 20 rounds, 50 ms apart: one task per healthy endpoint, 10 for the
+	// slow one (400 ms of its time) and 5 for the hanging one (5 s of
+	// timeouts). After 4 rounds the slow and hanging endpoints alone hold
+	// more tasks than PartitionBuffer.
+	const rounds, slowPer, hangPer = 20, 10, 5
+	for round := range rounds {
+		var ts []schemas.Task
+		for k := range slowPer {
+			ts = append(ts, task(slow, round*slowPer+k))
+		}
+		for k := range hangPer {
+			ts = append(ts, task(hang, round*hangPer+k))
+		}
+		for _, e := range healthy {
+			ts = append(ts, task(e, round))
+		}
+		p.send(t, ts...)
+		time.Sleep(50 * time.Millisecond) // pacing the load, not waiting for a result
+	}
+	maxBuffered := 0.0
+	eventually(t, 15*time.Second, func() error {
+		maxBuffered = max(maxBuffered, metricValue(t, reg, "zaits_dispatcher_buffered_tasks", nil))
+		for i := range healthy {
+			if n := len(recv.ledger(fmt.Sprintf("ok%d", i))); n < rounds+1 {
+				return fmt.Errorf("healthy endpoint ok%d: %d of %d deliveries (hanging endpoint called %d times)", i, n, rounds+1, len(recv.ledger("hang")))
+			}
+		}
+		return nil
+	})
+	var worst time.Duration
+	for i := range healthy {
+		for _, a := range recv.ledger(fmt.Sprintf("ok%d", i)) {
+			if a.seq != warmup {
+				worst = max(worst, a.at.Sub(a.acceptedAt))
+			}
+		}
+	}
+	t.Logf("slowest healthy delivery %s after acceptance; slow endpoint %d of %d delivered, hanging endpoint called %d times",
+		worst, len(recv.ledger("slow")), rounds*slowPer, len(recv.ledger("hang")))
+	// The hanging endpoint needs 100 s for its 100 first attempts and the
+	// slow one about 8 s: a healthy delivery waiting for either is late by seconds.
+	if worst > 3*time.Second {
+		t.Errorf("a healthy delivery took %s: held back by the slow or hanging endpoint", worst)
+	}
+
+	// The slow endpoint got every task, in order, once (tasks beyond its
+	// in-memory share were read again from Kafka).
+	eventually(t, 30*time.Second, func() error {
+		maxBuffered = max(maxBuffered, metricValue(t, reg, "zaits_dispatcher_buffered_tasks", nil))
+		if n := len(recv.ledger("slow")); n < rounds*slowPer {
+			return fmt.Errorf("slow endpoint: %d of %d", n, rounds*slowPer)
+		}
+		return nil
+	})
+	for i, a := range recv.ledger("slow") {
+		if a.seq != i {
+			t.Fatalf("slow endpoint: arrival %d is seq %d, want %d (order broken, a task lost or delivered twice)", i, a.seq, i)
+		}
+	}
+	// The gauge covers the delay topics' partitions too, where the hanging
+	// endpoint's retries wait.
+	if bound := cfg.PartitionBuffer + rounds*hangPer; maxBuffered > float64(bound) {
+		t.Errorf("%v tasks buffered, want at most %d", maxBuffered, bound)
+	}
+}
+
+// TestSkippedTasksSurviveAStop stops a dispatcher while a slow endpoint's
+// later tasks are skipped (left in Kafka for its lane to read again): the
+// dispatcher that takes the partition over must deliver every one of them,
+// in order, and every other endpoint's tasks at least once.
+func TestSkippedTasksSurviveAStop(t *testing.T) {
+	kc := testenv.Kafka(t, func(c *broker.Config) { c.Partitions[schemas.TopicDeliveries] = 1 })
+	store := startStore(t, kc)
+	recv := startReceiver(t)
+	slow := recv.add(t, store, "slow", "", func(_ int, ctx *fasthttp.RequestCtx) {
+		time.Sleep(30 * time.Millisecond)
+		ctx.SetStatusCode(200)
+	})
+	var healthy []*endpoint.Entry
+	for i := range 3 {
+		healthy = append(healthy, recv.add(t, store, fmt.Sprintf("ok%d", i), "", nil))
+	}
+	cfg := testConfig(kc)
+	cfg.LaneBuffer = 10
+	reg := prometheus.NewRegistry()
+	a := startDispatcherWith(t, cfg, reg)
+	const n = 150
+	var ts []schemas.Task
+	for seq := range n {
+		ts = append(ts, task(slow, seq))
+		for _, e := range healthy {
+			ts = append(ts, task(e, seq))
+		}
+	}
+	newProducer(t, kc).send(t, ts...)
+	eventually(t, 30*time.Second, func() error {
+		if got := len(recv.ledger("slow")); got < 30 {
+			return fmt.Errorf("slow endpoint: %d delivered", got)
+		}
+		if metricValue(t, reg, "zaits_dispatcher_lane_refills_total", nil) == 0 {
+			return errors.New("no lane has read skipped tasks again yet")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := len(recv.ledger("slow"))
+	if stoppedAt >= n {
+		t.Fatalf("the slow endpoint got all %d tasks before the stop: nothing was left skipped", n)
+	}
+	startDispatcher(t, cfg)
+	eventually(t, 30*time.Second, func() error {
+		if got := len(recv.ledger("slow")); got < n {
+			return fmt.Errorf("slow endpoint: %d of %d", got, n)
+		}
+		for i := range healthy {
+			seen := map[int]bool{}
+			for _, a := range recv.ledger(fmt.Sprintf("ok%d", i)) {
+				seen[a.seq] = true
+			}
+			if len(seen) < n {
+				return fmt.Errorf("ok%d: %d of %d distinct tasks", i, len(seen), n)
+			}
+		}
+		return nil
+	})
+	for i, a := range recv.ledger("slow") {
+		if a.seq != i {
+			t.Fatalf("slow endpoint: arrival %d is seq %d (order broken, a task lost or delivered twice)", i, a.seq)
+		}
+	}
+	dups := 0
+	for i := range healthy {
+		dups += len(recv.ledger(fmt.Sprintf("ok%d", i))) - n
+	}
+	t.Logf("stopped after %d of %d slow deliveries; %d duplicate deliveries to the healthy endpoints (tasks after the slow endpoint's first skipped one)", stoppedAt, n, dups)
+}
