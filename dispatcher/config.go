@@ -43,7 +43,9 @@ type Config struct {
 	// LaneBuffer bounds one endpoint's tasks held in memory per partition;
 	// its later tasks are read again from Kafka once the lane has worked
 	// through them, so a slow endpoint never fills the partition's buffer.
-	// Default 100.
+	// Default 500: a quarter of the partition buffer, so four stuck endpoints
+	// on one partition still leave room for the others; at 100 the re-reads
+	// of every busy lane stalled delivery under load (bench e2e at 15,000/s).
 	LaneBuffer int
 	// CommitInterval is how often finished offsets are committed. Default 1s.
 	CommitInterval time.Duration
@@ -64,7 +66,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "dispatcher.concurrency", 512, "delivery attempts in flight at most, over all partitions")
 	fs.IntVar(&c.PartitionBuffer, "dispatcher.partition-buffer", 2000, "tasks read but not finished per partition at most (backpressure)")
 	fs.IntVar(&c.PartitionBufferBytes, "dispatcher.partition-buffer-bytes", 16<<20, "bytes of task bodies read but not finished per partition at most")
-	fs.IntVar(&c.LaneBuffer, "dispatcher.lane-buffer", 100, "tasks of one endpoint held in memory per partition at most; the rest are read again from Kafka when the endpoint catches up")
+	fs.IntVar(&c.LaneBuffer, "dispatcher.lane-buffer", 500, "tasks of one endpoint held in memory per partition at most; the rest are read again from Kafka when the endpoint catches up")
 	fs.DurationVar(&c.CommitInterval, "dispatcher.commit-interval", time.Second, "how often finished offsets are committed")
 	fs.DurationVar(&c.SessionTimeout, "dispatcher.session-timeout", 10*time.Second, "consumer group session timeout (6s..5m)")
 }
@@ -93,7 +95,7 @@ func (c Config) withDefaults() Config {
 		c.PartitionBufferBytes = 16 << 20
 	}
 	if c.LaneBuffer == 0 {
-		c.LaneBuffer = 100
+		c.LaneBuffer = 500
 	}
 	if c.CommitInterval == 0 {
 		c.CommitInterval = time.Second
