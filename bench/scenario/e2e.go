@@ -37,8 +37,8 @@ type E2EConfig struct {
 
 // RegisterFlags registers the e2e.* flags.
 func (c *E2EConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.Endpoints, "e2e.endpoints", 10, "endpoints at the receiver (N); every event goes to all of them")
-	fs.StringVar(&c.Rates, "e2e.rates", "200,800", "comma-separated events/s to publish (R), one run each; deliveries/s offered = N×R")
+	fs.IntVar(&c.Endpoints, "e2e.endpoints", 100, "endpoints at the receiver (N, the ceiling's count); every event goes to all of them")
+	fs.StringVar(&c.Rates, "e2e.rates", "20,150", "comma-separated events/s to publish (R), one run each; deliveries/s offered = N×R")
 	fs.IntVar(&c.BatchSize, "e2e.batch-size", 20, "events per publish request (POST /v1/events/batch)")
 	fs.DurationVar(&c.Drain, "e2e.drain", 15*time.Second, "after publishing stops, wait for the last deliveries until none arrived for this long (at most 4× in all)")
 }
