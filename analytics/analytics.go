@@ -26,7 +26,6 @@ type Analytics struct {
 	ch  driver.Conn
 	w   *writer
 
-	hist     *History
 	migrated atomic.Bool
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -47,11 +46,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Analytics, er
 	if err != nil {
 		return nil, errors.Join(err, ch.Close())
 	}
-	hist, err := NewHistory(ch, cfg.ClickHouseDatabase, reg)
-	if err != nil {
-		return nil, errors.Join(err, ch.Close())
-	}
-	a := &Analytics{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), ch: ch, hist: hist}
+	a := &Analytics{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), ch: ch}
 	a.w = newWriter(cfg, log, ch, m)
 	topic := cfg.Kafka.Topic(schemas.TopicAttempts)
 	a.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, topic) })
@@ -145,10 +140,6 @@ func (a *Analytics) retain(ctx context.Context) {
 
 // OpsAddr is the bound ops address.
 func (a *Analytics) OpsAddr() string { return a.ops.Addr() }
-
-// History reads the delivery log through this component's ClickHouse
-// pool (for a gateway in the same process; see NewHistory otherwise).
-func (a *Analytics) History() *History { return a.hist }
 
 // Stop ends the writer (a batch not yet inserted stays uncommitted in
 // Kafka), stops the ops server and closes the ClickHouse pool. Calling it

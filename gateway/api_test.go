@@ -84,12 +84,7 @@ func startAPI(t testing.TB, cfg Config) *Gateway {
 	if err := g.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			stopAPI(t, g)
-		}
-	})
+	t.Cleanup(func() { stopAPI(t, g) })
 	return g
 }
 

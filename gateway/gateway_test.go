@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,23 +16,7 @@ import (
 // startGateway starts a gateway on random ports against kafka and stops it when the test ends.
 func startGateway(t *testing.T, kafka *broker.Config) *Gateway {
 	t.Helper()
-	g, err := New(testConfig(kafka, func(c *Config) { c.Dev = true }), slog.New(slog.DiscardHandler), ops.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := g.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	return g
+	return startAPI(t, testConfig(kafka, func(c *Config) { c.Dev = true }))
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os/exec"
 	"sort"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
-	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/internal/testenv"
 	"github.com/zaits/webhooks/schemas"
 )
@@ -65,23 +63,7 @@ func newIngestEnv(t testing.TB, accounts []string, mutate ...func(*Config)) *ing
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	g, err := New(cfg, slog.New(slog.DiscardHandler), ops.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := g.Stop(ctx); err != nil {
-			t.Errorf("stop: %v", err)
-		}
-	})
-	e.g = g
+	e.g = startAPI(t, cfg)
 	return e
 }
 

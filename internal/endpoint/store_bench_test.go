@@ -13,13 +13,19 @@ import (
 	"github.com/zaits/webhooks/schemas"
 )
 
+// viewStore is a store that is never started: tests fill it through apply.
+func viewStore(tb testing.TB) *Store {
+	s, err := NewStore(Config{Dev: true}, &broker.Config{Brokers: "127.0.0.1:1", TopicPrefix: "view"}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
 // benchStore is a store filled through apply, without Kafka: n endpoints of
 // one account, every third subscribed to document.*.
 func benchStore(b *testing.B, n int) *Store {
-	s, err := NewStore(Config{Dev: true}, &broker.Config{Brokers: "127.0.0.1:1", TopicPrefix: "bench"}, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := viewStore(b)
 	now := time.Now()
 	for i := range n {
 		ep := schemas.Endpoint{ID: fmt.Sprintf("we_%024d", i), AccountID: "acct", URL: "https://example.com", Active: true,
@@ -57,10 +63,7 @@ func BenchmarkSubscribed(b *testing.B) {
 
 // The cached lists follow every change: create, update, deactivate, delete.
 func TestCachedListsFollowChanges(t *testing.T) {
-	s, err := NewStore(Config{Dev: true}, &broker.Config{Brokers: "127.0.0.1:1", TopicPrefix: "t"}, slog.New(slog.DiscardHandler), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := viewStore(t)
 	put := func(id string, version int64, active bool, events ...string) {
 		v, _ := json.Marshal(&schemas.Endpoint{ID: id, AccountID: "acct", Active: active, Events: events, Version: version})
 		s.apply(kafka.Message{Key: []byte(id), Value: v})
