@@ -67,3 +67,20 @@ func TestConfigFlagsAndValidate(t *testing.T) {
 		t.Error("a bad CIDR parsed")
 	}
 }
+
+// Isolation (DESIGN.md guarantee 4) needs room on a partition for the other
+// endpoints when some lanes are full: the default lane buffer must leave at
+// least three quarters of the partition buffer to them, both from the flags
+// and from a zero Config's documented defaults.
+func TestDefaultLaneBufferLeavesRoomForOtherEndpoints(t *testing.T) {
+	f := func(name string, c Config) {
+		t.Helper()
+		if c.LaneBuffer <= 0 || 4*c.LaneBuffer > c.PartitionBuffer {
+			t.Errorf("%s: lane buffer %d with partition buffer %d: a few stuck endpoints would fill the partition", name, c.LaneBuffer, c.PartitionBuffer)
+		}
+	}
+	var flags Config
+	flags.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
+	f("flags", flags)
+	f("zero value", Config{}.withDefaults())
+}
