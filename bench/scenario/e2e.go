@@ -200,12 +200,26 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 	}()
 	run := RunID()
 	names := make([]string, plan.endpoints)
+	var created []string
+	// The run's endpoints are deleted when it ends (before its receiver
+	// closes): left active, every event of a later run on the same system
+	// would also go to them, at a receiver that is gone.
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for _, id := range created {
+			if err := deleteEndpoint(dctx, t, id); err != nil {
+				env.Log.Warn("endpoint of the run not deleted; later runs on this system also deliver to it", "err", err)
+			}
+		}
+	}()
 	for i := range names {
 		names[i] = endpointName(i)
 		ep, err := createEndpoint(ctx, t, rcv.URL(names[i]), "zaits-bench "+run, []string{EventType})
 		if err != nil {
 			return nil, err
 		}
+		created = append(created, ep.ID)
 		rcv.Register(receiver.Endpoint{Name: names[i], ID: ep.ID, Secrets: []string{ep.Secret}})
 	}
 	pub := &publisher{target: t, run: run, client: &fasthttp.Client{

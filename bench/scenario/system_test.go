@@ -1,14 +1,21 @@
 package scenario_test
 
 import (
+	"context"
+	"encoding/json"
 	"flag"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/zaits/webhooks/bench/scenario"
 	"github.com/zaits/webhooks/bench/suite"
+	"github.com/zaits/webhooks/bench/system"
+	"github.com/zaits/webhooks/internal/flagenv"
+	"github.com/zaits/webhooks/internal/testenv"
 )
 
 // e2e, failures and history against private instances of the real system:
@@ -68,4 +75,65 @@ func TestScenariosAgainstTheSystem(t *testing.T) {
 			t.Errorf("history %s: %d queries, %d errors (%s)", m.Name, m.Units, m.Errors, m.FirstError)
 		}
 	}
+}
+
+// Every e2e run deletes its endpoints when it ends. Left active (the bug
+// this reproduces), a second rate's events also went to the first run's
+// endpoints, at a receiver that was gone: the second run measured the
+// system delivering twice the traffic, half of it failing and retried.
+func TestE2ERunsLeaveNoEndpointsBehind(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "zaits")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/zaits/webhooks/cmd/zaits").CombinedOutput(); err != nil {
+		t.Fatalf("build zaits: %v\n%s", err, out)
+	}
+	kc := defaultKafka()
+	for name := range kc.Partitions {
+		kc.Partitions[name] = min(kc.Partitions[name], 2)
+	}
+	s, err := system.Start(t.Context(), system.Config{Binary: bin, Kafka: kc, ClickHouseAddr: testenv.ClickHouseAddr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	cfg := config(t, kc)
+	cfg.GatewayURL, cfg.Token, cfg.APIKey, cfg.Account = s.GatewayURL, flagenv.Secret(s.ServiceToken), flagenv.Secret(s.APIKey), s.Account
+	ec := &scenario.E2EConfig{}
+	ec.RegisterFlags(flag.NewFlagSet("e", flag.ContinueOnError))
+	ec.Endpoints, ec.Rates, ec.BatchSize = 3, "20,20", 4
+	_, res := run(t, cfg, scenario.E2E(ec))
+	if res.Status != "ok" || len(res.Runs) != 2 {
+		t.Fatalf("e2e: %s (%s)", res.Status, res.Reason)
+	}
+	for _, m := range res.Runs {
+		if rp := m.Receiver; rp.Delivered == 0 || rp.Delivered != rp.Expected || rp.Losses != 0 {
+			t.Errorf("%s: receiver %+v", m.Name, rp)
+		}
+	}
+	code, body := getJSON(t, s.GatewayURL+"/v1/webhooks/endpoints", s.APIKey)
+	var list struct {
+		Pagination struct {
+			Total int `json:"total"`
+		} `json:"pagination"`
+	}
+	if err := json.Unmarshal(body, &list); code != 200 || err != nil || list.Pagination.Total != 0 {
+		t.Fatalf("after two runs: %d %s (%v); want no endpoints left", code, body, err)
+	}
+}
+
+// getJSON makes a GET with an API key and returns the status and body.
+func getJSON(t *testing.T, url, key string) (int, []byte) {
+	t.Helper()
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(url)
+	req.Header.Set("Authorization", "Bearer "+key)
+	if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode(), append([]byte(nil), resp.Body()...)
 }
