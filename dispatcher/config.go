@@ -43,9 +43,10 @@ type Config struct {
 	// LaneBuffer bounds one endpoint's tasks held in memory per partition;
 	// its later tasks are read again from Kafka once the lane has worked
 	// through them, so a slow endpoint never fills the partition's buffer.
-	// Default 500: a quarter of the partition buffer, so four stuck endpoints
-	// on one partition still leave room for the others; at 100 the re-reads
-	// of every busy lane stalled delivery under load (bench e2e at 15,000/s).
+	// Default: a quarter of PartitionBuffer (500), so a few stuck endpoints
+	// on one partition still leave room for the others. At most half of
+	// PartitionBuffer. Far smaller values make every briefly busy endpoint
+	// re-read its partition (zaits_dispatcher_lane_refill_messages_total).
 	LaneBuffer int
 	// CommitInterval is how often finished offsets are committed. Default 1s.
 	CommitInterval time.Duration
@@ -66,7 +67,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "dispatcher.concurrency", 512, "delivery attempts in flight at most, over all partitions")
 	fs.IntVar(&c.PartitionBuffer, "dispatcher.partition-buffer", 2000, "tasks read but not finished per partition at most (backpressure)")
 	fs.IntVar(&c.PartitionBufferBytes, "dispatcher.partition-buffer-bytes", 16<<20, "bytes of task bodies read but not finished per partition at most")
-	fs.IntVar(&c.LaneBuffer, "dispatcher.lane-buffer", 500, "tasks of one endpoint held in memory per partition at most; the rest are read again from Kafka when the endpoint catches up")
+	fs.IntVar(&c.LaneBuffer, "dispatcher.lane-buffer", 0, "tasks of one endpoint held in memory per partition at most, at most half of dispatcher.partition-buffer; the rest are read again from Kafka when the endpoint catches up (0: a quarter of dispatcher.partition-buffer)")
 	fs.DurationVar(&c.CommitInterval, "dispatcher.commit-interval", time.Second, "how often finished offsets are committed")
 	fs.DurationVar(&c.SessionTimeout, "dispatcher.session-timeout", 10*time.Second, "consumer group session timeout (6s..5m)")
 }
@@ -95,7 +96,7 @@ func (c Config) withDefaults() Config {
 		c.PartitionBufferBytes = 16 << 20
 	}
 	if c.LaneBuffer == 0 {
-		c.LaneBuffer = 500
+		c.LaneBuffer = max(1, c.PartitionBuffer/4)
 	}
 	if c.CommitInterval == 0 {
 		c.CommitInterval = time.Second
@@ -147,6 +148,8 @@ func (c Config) validate() error {
 	}
 	if c.LaneBuffer < 1 {
 		errs = append(errs, fmt.Errorf("dispatcher.lane-buffer: must be positive, got %d", c.LaneBuffer))
+	} else if c.PartitionBuffer >= 1 && 2*c.LaneBuffer > c.PartitionBuffer {
+		errs = append(errs, fmt.Errorf("dispatcher.lane-buffer: %d is more than half of dispatcher.partition-buffer (%d): one stuck endpoint could take the partition's buffer from the others", c.LaneBuffer, c.PartitionBuffer))
 	}
 	if c.CommitInterval <= 0 {
 		errs = append(errs, fmt.Errorf("dispatcher.commit-interval: must be positive, got %s", c.CommitInterval))

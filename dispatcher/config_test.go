@@ -63,6 +63,16 @@ func TestConfigFlagsAndValidate(t *testing.T) {
 			t.Errorf("Validate() = %v, want a problem with %s", err, want)
 		}
 	}
+	greedy := c
+	greedy.PartitionBuffer, greedy.LaneBuffer = 2000, 1001
+	if err := greedy.Validate(); err == nil || !strings.Contains(err.Error(), "more than half of dispatcher.partition-buffer") {
+		t.Errorf("lane buffer 1001 of 2000: Validate() = %v", err)
+	}
+	small := c
+	small.PartitionBuffer, small.LaneBuffer = 300, 0
+	if err := small.Validate(); err != nil || small.withDefaults().LaneBuffer != 75 {
+		t.Errorf("partition buffer 300: lane buffer %d, Validate() = %v; want a quarter, valid", small.withDefaults().LaneBuffer, err)
+	}
 	if err := fs.Parse([]string{"-delivery.allow-networks=not-a-cidr"}); err == nil {
 		t.Error("a bad CIDR parsed")
 	}
@@ -81,6 +91,6 @@ func TestDefaultLaneBufferLeavesRoomForOtherEndpoints(t *testing.T) {
 	}
 	var flags Config
 	flags.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
-	f("flags", flags)
+	f("flags", flags.withDefaults())
 	f("zero value", Config{}.withDefaults())
 }

@@ -12,6 +12,7 @@ type metrics struct {
 	lanes        prometheus.Gauge
 	buffered     prometheus.Gauge
 	refills      prometheus.Counter
+	refillReads  prometheus.Counter
 	retryBacklog *prometheus.GaugeVec // tier
 	lag          *prometheus.GaugeVec // topic
 	badTasks     prometheus.Counter
@@ -35,7 +36,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "zaits_dispatcher_buffered_tasks", Help: "Tasks read from Kafka and not yet finished."}),
 		refills: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "zaits_dispatcher_lane_refills_total", Help: "Times a lane read its endpoint's skipped tasks again from Kafka (its in-memory share was full)."}),
+			Name: "zaits_dispatcher_lane_refills_total", Help: "Readers opened by lanes to read their endpoint's skipped tasks again from Kafka (the lane's in-memory share was full)."}),
+		refillReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zaits_dispatcher_lane_refill_messages_total", Help: "Messages read again by lane refills, the lane's own and others' (the re-read cost of isolation; compare with attempts)."}),
 		retryBacklog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "zaits_dispatcher_retry_backlog", Help: "Tasks waiting in each delay topic (high-water mark minus the group's committed offset).",
 		}, []string{"tier"}),
@@ -48,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "zaits_dispatcher_write_errors_total", Help: "Failed produce batches (retried) by topic.",
 		}, []string{"topic"}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.inFlight, m.lanes, m.buffered, m.refills, m.retryBacklog, m.lag, m.badTasks, m.writeErrors} {
+	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.inFlight, m.lanes, m.buffered, m.refills, m.refillReads, m.retryBacklog, m.lag, m.badTasks, m.writeErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

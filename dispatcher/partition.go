@@ -55,6 +55,29 @@ type lane struct {
 	queue    []*entry
 	held     int   // the lane's unfinished entries in memory
 	skipFrom int64 // -1, or the lowest offset of this endpoint's tasks not in memory
+
+	// The refill's reader and the message it read last, at skipFrom, that
+	// did not fit yet: kept while the lane works through its queue, so a
+	// lane that stays behind reads on from where it stopped instead of
+	// opening a reader (two connections, a metadata request and a discarded
+	// prefetch) for every Config.LaneBuffer tasks. Used by the lane's own
+	// goroutine only.
+	reader   *kafka.Reader
+	pending  *kafka.Message
+	parkedAt time.Time // when the last refill stopped with the lane full
+}
+
+// refillIdle is how long a lane's refill reader may wait for the lane to
+// work through its queue; a slower lane (a hanging endpoint) closes it and
+// opens a new one when it is ready, so slow lanes hold no connections.
+const refillIdle = 2 * time.Second
+
+// closeReader ends the lane's refill reader, if any.
+func (l *lane) closeReader() {
+	if l.reader != nil {
+		l.reader.Close()
+		l.reader, l.pending = nil, nil
+	}
 }
 
 // partition processes one assigned partition of <p>.deliveries or a delay
@@ -226,6 +249,7 @@ func (p *partition) hold(l *lane, e *entry) {
 // partition stops (queued tasks are then abandoned: not committed).
 func (p *partition) runLane(l *lane) {
 	defer p.d.m.lanes.Dec()
+	defer l.closeReader()
 	for {
 		p.mu.Lock()
 		if p.lanesCtx.Err() != nil {
@@ -278,12 +302,13 @@ func (p *partition) dropLane(l *lane) {
 	p.space.Broadcast()
 }
 
-// refill reads the partition again from the lane's first skipped task with
-// a reader of its own and queues the endpoint's tasks (the others were
-// taken by the partition's reader) until the lane holds Config.LaneBuffer
-// tasks or the reader has caught up with the partition's reader; from then
-// on the partition's reader queues the endpoint's tasks again. False when
-// the partition is stopping.
+// refill reads the partition again from the lane's first skipped task
+// and queues the endpoint's tasks (the others were taken by the
+// partition's reader) until the lane holds Config.LaneBuffer tasks or the
+// reader has caught up with the partition's reader; from then on the
+// partition's reader queues the endpoint's tasks again. The reader stays
+// open between calls while the lane is behind. False when the partition
+// is stopping.
 func (p *partition) refill(l *lane) bool {
 	d := p.d
 	if p.stopping.Err() != nil {
@@ -292,17 +317,22 @@ func (p *partition) refill(l *lane) bool {
 	p.mu.Lock()
 	pos := l.skipFrom
 	p.mu.Unlock()
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: d.cfg.Kafka.BrokerList(), Topic: p.topic, Partition: p.id,
-		MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 64,
-		Dialer: &kafka.Dialer{Timeout: d.cfg.Kafka.DialTimeout},
-	})
-	defer r.Close()
-	if err := r.SetOffset(pos); err != nil {
-		p.log.Error("set refill offset", "offset", pos, "err", err)
-		return false
+	if l.reader != nil && (l.pending == nil || l.pending.Offset != pos || time.Since(l.parkedAt) > refillIdle) {
+		l.closeReader() // not where the last refill stopped, or idle too long: start over
 	}
-	d.m.refills.Inc()
+	if l.reader == nil {
+		l.reader = kafka.NewReader(kafka.ReaderConfig{
+			Brokers: d.cfg.Kafka.BrokerList(), Topic: p.topic, Partition: p.id,
+			MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 64,
+			Dialer: &kafka.Dialer{Timeout: d.cfg.Kafka.DialTimeout},
+		})
+		if err := l.reader.SetOffset(pos); err != nil {
+			p.log.Error("set refill offset", "offset", pos, "err", err)
+			l.closeReader()
+			return false
+		}
+		d.m.refills.Inc()
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		p.mu.Lock()
@@ -310,22 +340,30 @@ func (p *partition) refill(l *lane) bool {
 			// Every task the partition's reader skipped has been read again.
 			l.skipFrom = -1
 			p.mu.Unlock()
+			l.closeReader()
 			return true
 		}
 		p.mu.Unlock()
-		m, err := r.FetchMessage(p.stopping)
-		if err != nil {
-			if p.stopping.Err() != nil {
-				return false
+		var m kafka.Message
+		if l.pending != nil {
+			m, l.pending = *l.pending, nil
+		} else {
+			var err error
+			m, err = l.reader.FetchMessage(p.stopping)
+			if err != nil {
+				if p.stopping.Err() != nil {
+					return false
+				}
+				p.log.Warn("refill fetch failed, retrying", "endpoint", l.endpoint, "err", err, "retry_in", backoff)
+				if !sleep(p.stopping, backoff) {
+					return false
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				continue
 			}
-			p.log.Warn("refill fetch failed, retrying", "endpoint", l.endpoint, "err", err, "retry_in", backoff)
-			if !sleep(p.stopping, backoff) {
-				return false
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
+			backoff = 100 * time.Millisecond
+			d.m.refillReads.Inc()
 		}
-		backoff = 100 * time.Millisecond
 		t, err := schemas.ParseTask(m)
 		if err != nil || t.EndpointID != l.endpoint {
 			pos = m.Offset + 1 // not this lane's: the partition's reader took it
@@ -333,16 +371,14 @@ func (p *partition) refill(l *lane) bool {
 		}
 		p.mu.Lock()
 		for l.held >= d.cfg.LaneBuffer || !p.hasSpace(len(m.Value)) {
-			if len(l.queue) > 0 {
-				// Full: work through the queue, then read again from here.
+			if len(l.queue) > 0 || p.stopping.Err() != nil || p.lanesCtx.Err() != nil {
+				// Full: work through the queue, then go on from here
+				// (or stop, leaving this task unread).
 				l.skipFrom = m.Offset
+				l.pending, l.parkedAt = &m, time.Now()
+				stopped := len(l.queue) == 0
 				p.mu.Unlock()
-				return true
-			}
-			if p.stopping.Err() != nil || p.lanesCtx.Err() != nil {
-				l.skipFrom = m.Offset
-				p.mu.Unlock()
-				return false
+				return !stopped
 			}
 			p.space.Wait() // the lane's earlier tasks' writes, or other lanes, finish
 		}

@@ -3,12 +3,10 @@ package gateway
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +44,7 @@ var ownerRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 func parseCredentials(flag, s string) ([]credential, error) {
 	var out []credential
 	var errs []error
+	seen := map[[sha256.Size]byte]bool{}
 	for _, item := range strings.Split(s, ",") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -61,9 +60,10 @@ func parseCredentials(flag, s string) ([]credential, error) {
 			errs = append(errs, fmt.Errorf("%s: owner %q must be 1-64 letters, digits, '_', '.' or '-'", flag, owner))
 		case err != nil || n != sha256.Size || len(hexHash) != 2*sha256.Size:
 			errs = append(errs, fmt.Errorf("%s: the hash of %q is not 64 hex digits (configure the SHA-256 of the key, never the key)", flag, owner))
-		case slices.ContainsFunc(out, func(o credential) bool { return o.hash == c.hash }):
+		case seen[c.hash]:
 			errs = append(errs, fmt.Errorf("%s: the hash of %q is configured twice", flag, owner))
 		default:
+			seen[c.hash] = true
 			c.owner = owner
 			out = append(out, c)
 		}
@@ -71,39 +71,28 @@ func parseCredentials(flag, s string) ([]credential, error) {
 	return out, errors.Join(errs...)
 }
 
-// keyring holds the configured credentials.
-type keyring struct {
-	accounts []credential
-	services []credential
-}
+// keyring maps the SHA-256 of every configured key to its principal. A
+// lookup is one hash and one map access, whatever the number of keys; the
+// map is keyed by the digest, never the key, so its timing tells nothing
+// usable about a key. A digest configured both as an API key and as a
+// service token is the API key.
+type keyring map[[sha256.Size]byte]principal
 
-// find returns the credential whose hash matches sha256(token). Every
-// configured hash is compared, in constant time, whatever matches.
-func find(creds []credential, sum [sha256.Size]byte) (credential, bool) {
-	var found credential
-	hit := 0
-	for _, c := range creds {
-		eq := subtle.ConstantTimeCompare(c.hash[:], sum[:])
-		if eq == 1 && hit == 0 {
-			found = c
-		}
-		hit |= eq
+func newKeyring(accounts, services []credential) keyring {
+	k := make(keyring, len(accounts)+len(services))
+	for _, s := range services {
+		k[s.hash] = principal{Service: true, key: "service:" + s.owner + ":" + hex.EncodeToString(s.hash[:4])}
 	}
-	return found, hit == 1
+	for _, a := range accounts {
+		k[a.hash] = principal{AccountID: a.owner, key: a.owner + ":" + hex.EncodeToString(a.hash[:4])}
+	}
+	return k
 }
 
 // lookup resolves a presented token to a principal.
-func (k *keyring) lookup(token []byte) (principal, bool) {
-	sum := sha256.Sum256(token)
-	a, okA := find(k.accounts, sum)
-	s, okS := find(k.services, sum)
-	switch {
-	case okA:
-		return principal{AccountID: a.owner, key: a.owner + ":" + hex.EncodeToString(a.hash[:4])}, true
-	case okS:
-		return principal{Service: true, key: "service:" + s.owner + ":" + hex.EncodeToString(s.hash[:4])}, true
-	}
-	return principal{}, false
+func (k keyring) lookup(token []byte) (principal, bool) {
+	p, ok := k[sha256.Sum256(token)]
+	return p, ok
 }
 
 // MintKey returns a fresh API key (or service token) and its configuration

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -111,4 +112,34 @@ func BenchmarkListHandler(b *testing.B) {
 		}
 	}
 	reportRate(b, start)
+}
+
+// BenchmarkKeyLookup: authenticating a request against 10 and 10,000
+// configured API keys (the key presented is the last one configured).
+func BenchmarkKeyLookup(b *testing.B) {
+	for _, n := range []int{10, 10000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			var entries []string
+			var key string
+			for i := range n {
+				k, entry, err := MintKey(fmt.Sprintf("acct_%d", i), false)
+				if err != nil {
+					b.Fatal(err)
+				}
+				entries, key = append(entries, entry), k
+			}
+			creds, err := parseCredentials("bench", strings.Join(entries, ","))
+			if err != nil {
+				b.Fatal(err)
+			}
+			k := newKeyring(creds, nil)
+			token := []byte(key)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := k.lookup(token); !ok {
+					b.Fatal("key not found")
+				}
+			}
+		})
+	}
 }

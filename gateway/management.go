@@ -17,11 +17,12 @@ import (
 // limiter, the development key, the test-delivery client, the attempts
 // writer and the delivery-log reader.
 func (g *Gateway) initManagement() error {
-	var err error
-	if g.keys.accounts, err = parseCredentials("gateway.api-keys", g.cfg.APIKeys); err != nil {
+	accounts, err := parseCredentials("gateway.api-keys", g.cfg.APIKeys)
+	if err != nil {
 		return err
 	}
-	if g.keys.services, err = parseCredentials("gateway.service-tokens", g.cfg.ServiceTokens); err != nil {
+	services, err := parseCredentials("gateway.service-tokens", g.cfg.ServiceTokens)
+	if err != nil {
 		return err
 	}
 	if g.cfg.Dev {
@@ -34,9 +35,10 @@ func (g *Gateway) initManagement() error {
 			return err
 		}
 		g.devKey = key
-		g.keys.accounts = append(g.keys.accounts, dev...)
+		accounts = append(accounts, dev...)
 	}
-	if len(g.keys.accounts) == 0 {
+	g.keys = newKeyring(accounts, services)
+	if len(accounts) == 0 {
 		g.log.Warn("no API keys configured (gateway.api-keys): every management request will answer 401; mint one with `zaits mint-key -account <id>`")
 	}
 	g.limiter = newLimiter(g.cfg.RateLimit, g.cfg.RateBurst)

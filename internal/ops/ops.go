@@ -1,6 +1,8 @@
 // Package ops serves a component's operational endpoints: /metrics
-// (Prometheus), /healthz (the process is alive) and /readyz (every
-// dependency answers right now; 503 with the reasons when one does not).
+// (Prometheus), /healthz (the process is alive), /readyz (every
+// dependency answers right now; 503 with the reasons when one does not) and
+// /debug/pprof/ (Go's profiles and goroutine dumps, for diagnosing a live
+// process; the ops address is loopback by default).
 package ops
 
 import (
@@ -11,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"sync"
 	"time"
@@ -45,6 +48,11 @@ func New(addr string, g prometheus.Gatherer, log *slog.Logger) *Server {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
 	mux.HandleFunc("/readyz", s.readyz)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s.srv = &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
 }
