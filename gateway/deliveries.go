@@ -182,10 +182,16 @@ func parseWindow(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// HeaderSummaries is set to "unavailable" on an endpoint answer whose
+// last_delivery and success_rate are null because the delivery log could
+// not be read in time (rather than because there were no deliveries).
+const HeaderSummaries = "X-Zaits-Summaries"
+
 // summaries fills last_delivery and success_rate of views from the delivery
 // log. Without a delivery log, or when it cannot be read, they stay null:
-// the list is still served, never with invented numbers.
-func (g *Gateway) summaries(account string, views []endpointView) {
+// the list is still served, never with invented numbers, and a read that
+// failed says so in HeaderSummaries.
+func (g *Gateway) summaries(ctx *fasthttp.RequestCtx, account string, views []endpointView) {
 	if g.history == nil || len(views) == 0 {
 		return
 	}
@@ -202,6 +208,7 @@ func (g *Gateway) summaries(account string, views []endpointView) {
 	m, err := g.history.Summaries(qctx, account, ids, window)
 	if err != nil {
 		g.log.Warn("endpoint summaries unavailable; last_delivery and success_rate left null", "err", err)
+		ctx.Response.Header.Set(HeaderSummaries, "unavailable")
 		return
 	}
 	for i := range views {

@@ -67,8 +67,8 @@ func TestDeliveryHistoryRoutes(t *testing.T) {
 	}
 	// The endpoint list now carries last_delivery and success_rate.
 	r = call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id, "")
-	if r.data()["last_delivery"] == nil || r.data()["success_rate"] != 1.0 {
-		t.Fatalf("summary %s", r.body)
+	if r.data()["last_delivery"] == nil || r.data()["success_rate"] != 1.0 || r.header.Get(HeaderSummaries) != "" {
+		t.Fatalf("summary %s %s", r.header.Get(HeaderSummaries), r.body)
 	}
 }
 
@@ -83,8 +83,11 @@ func TestHistoryDown(t *testing.T) {
 	start := time.Now()
 	r := call(t, g, keyA, "GET", "/v1/webhooks/endpoints", "")
 	want(t, r, 200, "")
-	if it := r.list()[0].(map[string]any); it["last_delivery"] != nil || it["success_rate"] != nil {
-		t.Fatalf("list %s", r.body)
+	if it := r.list()[0].(map[string]any); it["last_delivery"] != nil || it["success_rate"] != nil || r.header.Get(HeaderSummaries) != "unavailable" {
+		t.Fatalf("list %s %s: %q", r.header.Get(HeaderSummaries), r.body, HeaderSummaries)
+	}
+	if r := call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id, ""); r.data()["success_rate"] != nil || r.header.Get(HeaderSummaries) != "unavailable" {
+		t.Fatalf("get: %s %s", r.header.Get(HeaderSummaries), r.body)
 	}
 	want(t, call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/deliveries", ""), 503, "history_unavailable")
 	want(t, call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/stats", ""), 503, "history_unavailable")

@@ -152,7 +152,7 @@ func (g *Gateway) listEndpoints(ctx *fasthttp.RequestCtx, account string) {
 	for _, e := range kept[lo:hi] {
 		items = append(items, viewOf(e))
 	}
-	g.summaries(account, items)
+	g.summaries(ctx, account, items)
 	writeJSON(ctx, fasthttp.StatusOK, listEnvelope{Success: true, Data: items,
 		Pagination: pagination{Page: pg.page, PerPage: pg.perPage, Total: len(kept)}})
 }
@@ -166,7 +166,7 @@ func (g *Gateway) getEndpoint(ctx *fasthttp.RequestCtx, account string) {
 		return
 	}
 	items := []endpointView{viewOf(e)}
-	g.summaries(account, items)
+	g.summaries(ctx, account, items)
 	writeEndpoint(ctx, fasthttp.StatusOK, items[0])
 }
 
@@ -217,7 +217,7 @@ func (g *Gateway) updateEndpoint(ctx *fasthttp.RequestCtx, account string) {
 		return
 	}
 	items := []endpointView{viewOf(e)}
-	g.summaries(account, items)
+	g.summaries(ctx, account, items)
 	writeEndpoint(ctx, fasthttp.StatusOK, items[0])
 }
 
