@@ -45,8 +45,13 @@ type Config struct {
 	// through them, so a slow endpoint never fills the partition's buffer.
 	// Default: a quarter of PartitionBuffer (500), so a few stuck endpoints
 	// on one partition still leave room for the others. At most half of
-	// PartitionBuffer. Far smaller values make every briefly busy endpoint
-	// re-read its partition (zaits_dispatcher_lane_refill_messages_total).
+	// PartitionBuffer (isolation) and at least an eighth: when the
+	// dispatcher is slower than its input, fewer than PartitionBuffer ÷
+	// LaneBuffer busy endpoints on a partition fill their lanes before the
+	// partition buffer fills, and each then re-reads the partition
+	// (zaits_dispatcher_lane_refill_messages_total), so that ratio bounds
+	// the re-reads under overload (at 1/20, bench e2e re-read 11 messages
+	// per attempt and fell behind).
 	LaneBuffer int
 	// CommitInterval is how often finished offsets are committed. Default 1s.
 	CommitInterval time.Duration
@@ -150,6 +155,8 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("dispatcher.lane-buffer: must be positive, got %d", c.LaneBuffer))
 	} else if c.PartitionBuffer >= 1 && 2*c.LaneBuffer > c.PartitionBuffer {
 		errs = append(errs, fmt.Errorf("dispatcher.lane-buffer: %d is more than half of dispatcher.partition-buffer (%d): one stuck endpoint could take the partition's buffer from the others", c.LaneBuffer, c.PartitionBuffer))
+	} else if c.PartitionBuffer >= 1 && 8*c.LaneBuffer < c.PartitionBuffer {
+		errs = append(errs, fmt.Errorf("dispatcher.lane-buffer: %d is less than an eighth of dispatcher.partition-buffer (%d): under overload every full lane re-reads its partition, up to partition-buffer/lane-buffer times the reads", c.LaneBuffer, c.PartitionBuffer))
 	}
 	if c.CommitInterval <= 0 {
 		errs = append(errs, fmt.Errorf("dispatcher.commit-interval: must be positive, got %s", c.CommitInterval))

@@ -68,6 +68,11 @@ func TestConfigFlagsAndValidate(t *testing.T) {
 	if err := greedy.Validate(); err == nil || !strings.Contains(err.Error(), "more than half of dispatcher.partition-buffer") {
 		t.Errorf("lane buffer 1001 of 2000: Validate() = %v", err)
 	}
+	tiny := c
+	tiny.PartitionBuffer, tiny.LaneBuffer = 2000, 100
+	if err := tiny.Validate(); err == nil || !strings.Contains(err.Error(), "less than an eighth") {
+		t.Errorf("lane buffer 100 of 2000: Validate() = %v", err)
+	}
 	small := c
 	small.PartitionBuffer, small.LaneBuffer = 300, 0
 	if err := small.Validate(); err != nil || small.withDefaults().LaneBuffer != 75 {

@@ -147,7 +147,7 @@ func TestSkippedTasksSurviveAStop(t *testing.T) {
 		healthy = append(healthy, recv.add(t, store, fmt.Sprintf("ok%d", i), "", nil))
 	}
 	cfg := testConfig(kc)
-	cfg.LaneBuffer = 10
+	cfg.PartitionBuffer, cfg.LaneBuffer = 80, 10
 	reg := prometheus.NewRegistry()
 	a := startDispatcherWith(t, cfg, reg)
 	const n = 150
