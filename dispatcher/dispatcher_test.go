@@ -319,7 +319,7 @@ func TestDeletedAndInactiveEndpointsAreNotSentButRecorded(t *testing.T) {
 	// it runs reaches its view a poll later; a task attempted in between is
 	// sent — CI caught this test racing that way.)
 	ctx := t.Context()
-	if err := store.Delete(ctx, "acct_test", deleted.ID); err != nil {
+	if err := store.Delete(ctx, "acct_test", deleted.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.Update(ctx, "acct_test", inactive.ID, 0, func(e *schemas.Endpoint) error { e.Active = false; return nil }); err != nil {

@@ -230,7 +230,11 @@ func TestEndpointCRUDRoundTrip(t *testing.T) {
 		t.Fatalf("list: %s", r.body)
 	}
 
-	r = call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id, "")
+	// DELETE honours If-Match too: a stale version deletes nothing.
+	want(t, call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id, "", "If-Match", `"2"`), 409, "conflict")
+	want(t, call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id, "", "If-Match", `"x"`), 400, "validation_error")
+	want(t, call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id, ""), 200, "")
+	r = call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id, "", "If-Match", `"3"`)
 	want(t, r, 200, "")
 	if r.data()["message"] != "Webhook endpoint deleted successfully" || r.data()["endpoint_id"] != id {
 		t.Fatalf("DELETE: %s", r.body)

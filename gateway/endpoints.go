@@ -229,9 +229,18 @@ type deletedView struct {
 // deleteEndpoint: DELETE /v1/webhooks/endpoints/{endpoint_id}.
 func (g *Gateway) deleteEndpoint(ctx *fasthttp.RequestCtx, account string) {
 	id := pathID(ctx)
+	if _, ok := g.store.GetForAccount(account, id); !ok {
+		notFound(ctx, id)
+		return
+	}
+	version, rerr := parseIfMatch(ctx)
+	if rerr != nil {
+		rerr.write(ctx)
+		return
+	}
 	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	if err := g.store.Delete(wctx, account, id); err != nil {
+	if err := g.store.Delete(wctx, account, id, version); err != nil {
 		g.storeError(ctx, id, err)
 		return
 	}

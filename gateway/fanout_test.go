@@ -39,7 +39,7 @@ func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testi
 	e.endpoint(a, false, "*")                    // inactive
 	face := e.endpoint(a, true, "face.verified") // not subscribed to document.*
 	deleted := e.endpoint(a, true, "*")
-	if err := e.g.store.Delete(ctx, a, deleted); err != nil {
+	if err := e.g.store.Delete(ctx, a, deleted, 0); err != nil {
 		t.Fatal(err)
 	}
 	changed := e.endpoint(a, true, "ocr.completed")

@@ -83,6 +83,10 @@ const (
 	// HeaderRevision is a unique id of one write to <p>.endpoints (also on
 	// tombstones), by which a writer recognises its own record.
 	HeaderRevision = "zaits-revision"
+	// HeaderIfVersion on a tombstone of <p>.endpoints makes the delete
+	// conditional: it applies only while the endpoint has that version
+	// (DELETE with If-Match).
+	HeaderIfVersion = "zaits-if-version"
 	// HeaderInvalidReason carries why a message was quarantined on <p>.events.invalid.
 	HeaderInvalidReason = "zaits-invalid-reason"
 )

@@ -7,7 +7,9 @@
 // endpoint's Version by one. Readers apply records in log order with one
 // deterministic rule, so every instance reaches the same decision:
 //
-//   - a tombstone deletes the endpoint and remembers the id as deleted;
+//   - a tombstone deletes the endpoint and remembers the id as deleted,
+//     unless it carries an expected version (schemas.HeaderIfVersion) and
+//     the endpoint has another one: then it lost a race and is rejected;
 //   - a record for an id never seen is accepted (after compaction the first
 //     record of a key may carry any version);
 //   - a record for a deleted id is rejected (no resurrection);
@@ -27,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -220,9 +223,11 @@ func (s *Store) follow(ctx context.Context, r *kafka.Reader, partition int, hwm 
 	}
 }
 
-func revisionOf(m kafka.Message) string {
+func revisionOf(m kafka.Message) string { return header(m, schemas.HeaderRevision) }
+
+func header(m kafka.Message, key string) string {
 	for _, h := range m.Headers {
-		if h.Key == schemas.HeaderRevision {
+		if h.Key == key {
 			return string(h.Value)
 		}
 	}
@@ -251,11 +256,16 @@ func (s *Store) apply(m kafka.Message) {
 
 	if m.Value == nil {
 		s.mu.Lock()
-		if old := s.byID[id]; old != nil {
+		defer s.mu.Unlock()
+		old := s.byID[id]
+		if want := header(m, schemas.HeaderIfVersion); want != "" && old != nil && want != strconv.FormatInt(old.Version, 10) {
+			verdict = ErrConflict
+			return
+		}
+		if old != nil {
 			s.remove(old)
 		}
 		s.deleted[id] = true
-		s.mu.Unlock()
 		return
 	}
 	var ep schemas.Endpoint
@@ -483,20 +493,31 @@ func (s *Store) Rotate(ctx context.Context, account, id string) (*Entry, string,
 	return e, plain, nil
 }
 
-// Delete writes a tombstone for the account's endpoint id.
-func (s *Store) Delete(ctx context.Context, account, id string) error {
-	if _, ok := s.GetForAccount(account, id); !ok {
+// Delete writes a tombstone for the account's endpoint id. If
+// expectedVersion is not 0, the endpoint is deleted only while it has that
+// version; otherwise nothing changes and ErrConflict is returned (also when
+// a concurrent change wins the race in the log).
+func (s *Store) Delete(ctx context.Context, account, id string, expectedVersion int64) error {
+	cur, ok := s.GetForAccount(account, id)
+	if !ok {
 		return ErrNotFound
 	}
-	return s.write(ctx, id, nil)
+	if expectedVersion != 0 && expectedVersion != cur.Version {
+		return fmt.Errorf("%w: version is %d, not %d", ErrConflict, cur.Version, expectedVersion)
+	}
+	var hs []kafka.Header
+	if expectedVersion != 0 {
+		hs = []kafka.Header{{Key: schemas.HeaderIfVersion, Value: strconv.AppendInt(nil, expectedVersion, 10)}}
+	}
+	return s.write(ctx, id, nil, hs...)
 }
 
 // write publishes ep (nil: a tombstone) with acks=all and waits until this
 // process's view applied it. A rejected record gets a repair copy of the
 // winning state and ErrConflict.
-func (s *Store) write(ctx context.Context, id string, ep *schemas.Endpoint) error {
+func (s *Store) write(ctx context.Context, id string, ep *schemas.Endpoint, headers ...kafka.Header) error {
 	rev := RandomString(12)
-	m := kafka.Message{Key: []byte(id), Headers: []kafka.Header{{Key: schemas.HeaderRevision, Value: []byte(rev)}}}
+	m := kafka.Message{Key: []byte(id), Headers: append([]kafka.Header{{Key: schemas.HeaderRevision, Value: []byte(rev)}}, headers...)}
 	if ep != nil {
 		b, err := json.Marshal(ep)
 		if err != nil {

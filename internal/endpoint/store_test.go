@@ -85,7 +85,7 @@ func TestCRUDReadYourWritesAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(ctx(t), "acct_a", e2.ID); err != nil {
+	if err := s.Delete(ctx(t), "acct_a", e2.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := s.Get(e2.ID); ok {
@@ -178,7 +178,7 @@ func TestDeleteIsNotUndoneByALateUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale := e.Endpoint
-	if err := s.Delete(ctx(t), "acct", e.ID); err != nil {
+	if err := s.Delete(ctx(t), "acct", e.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	// Another instance that had not yet seen the delete writes version 2.
@@ -248,6 +248,41 @@ func TestCipherConfig(t *testing.T) {
 }
 
 // lastRecord reads the newest value of key in the endpoints topic.
+// A conditional delete (DELETE with If-Match) applies only to the version
+// it names: refused up front when this view already knows better, and
+// rejected in the log when another instance's update got there first (the
+// tombstone then does not stay the last record of the key).
+func TestConditionalDeleteLosesToAnUpdate(t *testing.T) {
+	kc := testenv.Kafka(t)
+	s := startStore(t, kc, time.Hour)
+	e, _, err := s.Create(ctx(t), newEndpoint("acct"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx(t), "acct", e.ID, 1, func(ep *schemas.Endpoint) error { ep.Description = "v2"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx(t), "acct", e.ID, 1); !errors.Is(err, ErrConflict) {
+		t.Fatalf("delete of version 1 at version 2: %v, want ErrConflict", err)
+	}
+	// Another instance that had not yet seen version 2 deletes version 1.
+	if err := s.write(ctx(t), e.ID, nil, kafka.Header{Key: schemas.HeaderIfVersion, Value: []byte("1")}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("tombstone for version 1 after version 2: %v, want ErrConflict", err)
+	}
+	if got, ok := startStore(t, kc, time.Hour).Get(e.ID); !ok || got.Version != 2 {
+		t.Fatalf("after a restart: %+v %v, want version 2", got, ok)
+	}
+	if last := lastRecord(t, kc, e.ID); !bytes.Contains(last, []byte(`"description":"v2"`)) {
+		t.Fatalf("last record of the key %q: compaction would drop the endpoint", last)
+	}
+	if err := s.Delete(ctx(t), "acct", e.ID, 2); err != nil {
+		t.Fatalf("delete of the current version: %v", err)
+	}
+	if _, ok := s.Get(e.ID); ok {
+		t.Fatal("still there after deleting its current version")
+	}
+}
+
 func lastRecord(t *testing.T, kc *broker.Config, key string) []byte {
 	t.Helper()
 	topic := kc.Topic(schemas.TopicEndpoints)
