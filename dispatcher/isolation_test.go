@@ -135,30 +135,13 @@ func TestSlowAndHangingEndpointsDoNotHoldBackTheirPartition(t *testing.T) {
 // dispatcher that takes the partition over must deliver every one of them,
 // in order, and every other endpoint's tasks at least once.
 func TestSkippedTasksSurviveAStop(t *testing.T) {
-	kc := testenv.Kafka(t, func(c *broker.Config) { c.Partitions[schemas.TopicDeliveries] = 1 })
-	store := startStore(t, kc)
-	recv := startReceiver(t)
-	slow := recv.add(t, store, "slow", "", func(_ int, ctx *fasthttp.RequestCtx) {
-		time.Sleep(30 * time.Millisecond)
-		ctx.SetStatusCode(200)
-	})
-	var healthy []*endpoint.Entry
-	for i := range 3 {
-		healthy = append(healthy, recv.add(t, store, fmt.Sprintf("ok%d", i), "", nil))
-	}
+	kc, recv, slow, healthy := slowAndThreeHealthy(t, 30*time.Millisecond)
 	cfg := testConfig(kc)
 	cfg.PartitionBuffer, cfg.LaneBuffer = 80, 10
 	reg := prometheus.NewRegistry()
 	a := startDispatcherWith(t, cfg, reg)
 	const n = 150
-	var ts []schemas.Task
-	for seq := range n {
-		ts = append(ts, task(slow, seq))
-		for _, e := range healthy {
-			ts = append(ts, task(e, seq))
-		}
-	}
-	newProducer(t, kc).send(t, ts...)
+	newProducer(t, kc).send(t, interleaved(n, append([]*endpoint.Entry{slow}, healthy...))...)
 	eventually(t, 30*time.Second, func() error {
 		if got := len(recv.ledger("slow")); got < 30 {
 			return fmt.Errorf("slow endpoint: %d delivered", got)
@@ -212,30 +195,13 @@ func TestSkippedTasksSurviveAStop(t *testing.T) {
 // to 1 MiB): under load, bench e2e with a lane buffer of 100 re-read 11
 // messages per attempt.
 func TestLaneReadsOnWithOneReader(t *testing.T) {
-	kc := testenv.Kafka(t, func(c *broker.Config) { c.Partitions[schemas.TopicDeliveries] = 1 })
-	store := startStore(t, kc)
-	recv := startReceiver(t)
-	slow := recv.add(t, store, "slow", "", func(_ int, ctx *fasthttp.RequestCtx) {
-		time.Sleep(2 * time.Millisecond)
-		ctx.SetStatusCode(200)
-	})
-	var healthy []*endpoint.Entry
-	for i := range 3 {
-		healthy = append(healthy, recv.add(t, store, fmt.Sprintf("ok%d", i), "", nil))
-	}
+	kc, recv, slow, healthy := slowAndThreeHealthy(t, 2*time.Millisecond)
 	cfg := testConfig(kc)
 	cfg.PartitionBuffer, cfg.LaneBuffer = 40, 5
 	reg := prometheus.NewRegistry()
 	startDispatcherWith(t, cfg, reg)
 	const n = 200
-	var ts []schemas.Task
-	for seq := range n {
-		ts = append(ts, task(slow, seq))
-		for _, e := range healthy {
-			ts = append(ts, task(e, seq))
-		}
-	}
-	newProducer(t, kc).send(t, ts...)
+	newProducer(t, kc).send(t, interleaved(n, append([]*endpoint.Entry{slow}, healthy...))...)
 	eventually(t, 60*time.Second, func() error {
 		for _, name := range []string{"slow", "ok0", "ok1", "ok2"} {
 			if got := len(recv.ledger(name)); got < n {
@@ -260,4 +226,33 @@ func TestLaneReadsOnWithOneReader(t *testing.T) {
 	if readers > 10 {
 		t.Errorf("%v readers opened for about %d chunks: a reader per chunk", readers, n/cfg.LaneBuffer)
 	}
+}
+
+// slowAndThreeHealthy sets up a one-partition cluster with a receiver
+// whose endpoint "slow" answers after delay and "ok0".."ok2" at once.
+func slowAndThreeHealthy(t *testing.T, delay time.Duration) (*broker.Config, *receiver, *endpoint.Entry, []*endpoint.Entry) {
+	t.Helper()
+	kc := testenv.Kafka(t, func(c *broker.Config) { c.Partitions[schemas.TopicDeliveries] = 1 })
+	store := startStore(t, kc)
+	recv := startReceiver(t)
+	slow := recv.add(t, store, "slow", "", func(_ int, ctx *fasthttp.RequestCtx) {
+		time.Sleep(delay)
+		ctx.SetStatusCode(200)
+	})
+	var healthy []*endpoint.Entry
+	for i := range 3 {
+		healthy = append(healthy, recv.add(t, store, fmt.Sprintf("ok%d", i), "", nil))
+	}
+	return kc, recv, slow, healthy
+}
+
+// interleaved returns tasks 0..n-1 of every endpoint, sequence by sequence.
+func interleaved(n int, eps []*endpoint.Entry) []schemas.Task {
+	var ts []schemas.Task
+	for seq := range n {
+		for _, e := range eps {
+			ts = append(ts, task(e, seq))
+		}
+	}
+	return ts
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/zaits/webhooks/bench/scenario"
 	"github.com/zaits/webhooks/bench/suite"
 	"github.com/zaits/webhooks/bench/system"
+	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/internal/testenv"
 )
@@ -23,14 +24,7 @@ import (
 // endpoint answering 500 is attempted exactly five times; the history reads
 // of a loaded delivery log answer.
 func TestScenariosAgainstTheSystem(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "zaits")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/zaits/webhooks/cmd/zaits").CombinedOutput(); err != nil {
-		t.Fatalf("build zaits: %v\n%s", err, out)
-	}
-	kc := defaultKafka()
-	for name := range kc.Partitions {
-		kc.Partitions[name] = min(kc.Partitions[name], 2)
-	}
+	bin, kc := buildZaits(t)
 	cfg := config(t, kc)
 	cfg.System, cfg.ZaitsBinary = "start", bin
 	cfg.Warmup, cfg.Duration = time.Second, 2*time.Second
@@ -82,14 +76,7 @@ func TestScenariosAgainstTheSystem(t *testing.T) {
 // endpoints, at a receiver that was gone: the second run measured the
 // system delivering twice the traffic, half of it failing and retried.
 func TestE2ERunsLeaveNoEndpointsBehind(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "zaits")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/zaits/webhooks/cmd/zaits").CombinedOutput(); err != nil {
-		t.Fatalf("build zaits: %v\n%s", err, out)
-	}
-	kc := defaultKafka()
-	for name := range kc.Partitions {
-		kc.Partitions[name] = min(kc.Partitions[name], 2)
-	}
+	bin, kc := buildZaits(t)
 	s, err := system.Start(t.Context(), system.Config{Binary: bin, Kafka: kc, ClickHouseAddr: testenv.ClickHouseAddr()})
 	if err != nil {
 		t.Fatal(err)
@@ -136,4 +123,19 @@ func getJSON(t *testing.T, url, key string) (int, []byte) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode(), append([]byte(nil), resp.Body()...)
+}
+
+// buildZaits builds the zaits binary into a temporary folder and returns
+// it with a Kafka configuration of at most two partitions per topic.
+func buildZaits(t *testing.T) (string, *broker.Config) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "zaits")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/zaits/webhooks/cmd/zaits").CombinedOutput(); err != nil {
+		t.Fatalf("build zaits: %v\n%s", err, out)
+	}
+	kc := defaultKafka()
+	for name := range kc.Partitions {
+		kc.Partitions[name] = min(kc.Partitions[name], 2)
+	}
+	return bin, kc
 }
