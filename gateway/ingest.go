@@ -218,11 +218,25 @@ func (in *ingester) produce(msgs []kafka.Message) []error {
 	return errs
 }
 
-func (in *ingester) unavailable(ctx *fasthttp.RequestCtx, n int) {
-	in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(n))
+// HeaderEventID names, on a 503 of POST /v1/events, the id the event was
+// given (the producer's, or the generated one).
+const HeaderEventID = "X-Zaits-Event-Id"
+
+// unavailable answers 503 with Retry-After for events Kafka did not
+// acknowledge in time. A write that timed out may still be stored, so the
+// answer names each event's id (details: field "id" or "events[i].id", the
+// id after "retry with id "): a retry with the same id is dropped as a
+// duplicate by the router's idempotency window, one with a new id is not.
+func (in *ingester) unavailable(ctx *fasthttp.RequestCtx, ids []FieldIssue) {
+	in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(len(ids)))
 	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(in.cfg.RetryAfter.Seconds())))
 	writeError(ctx, fasthttp.StatusServiceUnavailable, "unavailable",
-		"Kafka did not acknowledge the events in time; nothing was accepted, retry after the Retry-After seconds (send your own event ids to make retries idempotent)")
+		"Kafka did not acknowledge in time: the events are not accepted (some may still be stored); retry after the Retry-After seconds with the same event ids", ids...)
+}
+
+// retryWith is the detail naming the id a not-acknowledged event must be retried with.
+func retryWith(field, id string) FieldIssue {
+	return FieldIssue{Field: field, Issue: "not acknowledged in time; retry with id " + id}
 }
 
 type acceptedEvent struct {
@@ -264,7 +278,8 @@ func (in *ingester) single(ctx *fasthttp.RequestCtx, p principal) {
 		return
 	}
 	if err := in.produce([]kafka.Message{msg})[0]; err != nil {
-		in.unavailable(ctx, 1)
+		ctx.Response.Header.Set(HeaderEventID, id)
+		in.unavailable(ctx, []FieldIssue{retryWith("id", id)})
 		return
 	}
 	in.counts.acceptedHTTP.Inc()
@@ -292,10 +307,12 @@ type batchData struct {
 //   - 202: every event accepted (stored with acks=all);
 //   - 207: some accepted, the others rejected with their error (their
 //     status tells which to fix and which to retry: validation_error and
-//     forbidden must be fixed, unavailable may be retried as is);
+//     forbidden must be fixed, unavailable must be retried with the id
+//     its result carries);
 //   - 400 / 403: nothing accepted because every event is invalid /
 //     forbidden; the error envelope lists each problem as events[i].field;
-//   - 503 + Retry-After: Kafka acknowledged nothing in time.
+//   - 503 + Retry-After: Kafka acknowledged nothing in time; the details
+//     name every event's id (events[i].id) to retry it with.
 //
 // Errors of the batch itself (not JSON, no events array, more than 1,000
 // events, over 5 MiB) are answered with the error envelope and accept nothing.
@@ -329,21 +346,28 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 		msgs = append(msgs, msg)
 		idx = append(idx, i)
 	}
-	failed := 0
+	var failed []FieldIssue
 	for j, err := range in.produce(msgs) {
 		r := &results[idx[j]]
 		if err != nil {
-			failed++
-			r.ID, r.Status, r.status = "", "rejected", fasthttp.StatusServiceUnavailable
-			r.Error = &apiError{Code: "unavailable", Message: "Kafka did not acknowledge this event in time; retry it"}
+			// The id stays in the result: retried with it, a copy
+			// Kafka stored late is dropped as a duplicate.
+			failed = append(failed, retryWith(fmt.Sprintf("events[%d].id", r.Index), r.ID))
+			r.Status, r.status = "rejected", fasthttp.StatusServiceUnavailable
+			r.Error = &apiError{Code: "unavailable", Message: "Kafka did not acknowledge this event in time (it may still be stored); retry it with the same id",
+				Details: []FieldIssue{retryWith("id", r.ID)}}
 			continue
 		}
 		r.Status = "accepted"
 	}
-	accepted := len(msgs) - failed
+	accepted := len(msgs) - len(failed)
 	in.counts.acceptedHTTP.Add(float64(accepted))
-	if failed > 0 {
-		in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(failed))
+	if len(failed) == len(items) {
+		in.unavailable(ctx, failed)
+		return
+	}
+	if len(failed) > 0 {
+		in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(len(failed)))
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(in.cfg.RetryAfter.Seconds())))
 	}
 	data := batchData{Accepted: accepted, Rejected: len(items) - accepted, Results: results}
@@ -352,9 +376,6 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 		writeJSON(ctx, fasthttp.StatusAccepted, okEnvelope{Success: true, Data: data})
 	case accepted > 0:
 		writeJSON(ctx, fasthttp.StatusMultiStatus, okEnvelope{Success: false, Data: data})
-	case failed == len(items):
-		writeError(ctx, fasthttp.StatusServiceUnavailable, "unavailable",
-			"Kafka did not acknowledge the events in time; nothing was accepted, retry after the Retry-After seconds")
 	default:
 		status, code := fasthttp.StatusForbidden, "forbidden"
 		var details []FieldIssue

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -192,7 +193,8 @@ func TestBatchAnswersOneResultPerEvent(t *testing.T) {
 }
 
 // A broker that does not answer: the request waits at most the ingest
-// timeout, answers 503 with Retry-After, and accepts nothing.
+// timeout, answers 503 with Retry-After, accepts nothing, and names every
+// event's id (the producer's or the generated one) to retry it with.
 func TestEventRequestAnswers503WhenKafkaDoesNotAcknowledge(t *testing.T) {
 	down := &broker.Config{Brokers: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), TopicPrefix: "down", DialTimeout: 200 * time.Millisecond}
 	in := newIngester(IngestConfig{Timeout: 400 * time.Millisecond, Linger: time.Millisecond, RetryAfter: 2 * time.Second}, down, newEventCounters(nil), nil)
@@ -210,7 +212,8 @@ func TestEventRequestAnswers503WhenKafkaDoesNotAcknowledge(t *testing.T) {
 	}}
 	go srv.Serve(ln)
 	defer srv.Shutdown()
-	f := func(path, body string) {
+	idRE := regexp.MustCompile(`^not acknowledged in time; retry with id (evt_[A-Za-z0-9_-]{20,})$`)
+	f := func(path, body string, fields ...string) []string {
 		t.Helper()
 		start := time.Now()
 		resp, err := http.Post("http://"+ln.Addr().String()+path, "application/json", strings.NewReader(body))
@@ -226,9 +229,30 @@ func TestEventRequestAnswers503WhenKafkaDoesNotAcknowledge(t *testing.T) {
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("%s took %s; the ingest timeout is 400ms", path, d)
 		}
+		var ids []string
+		for i, d := range v.Error.Details {
+			m := idRE.FindStringSubmatch(d.Issue)
+			if i >= len(fields) || d.Field != fields[i] || m == nil {
+				t.Fatalf("%s: details %+v, want an id to retry with for each of %v", path, v.Error.Details, fields)
+			}
+			ids = append(ids, m[1])
+		}
+		if len(ids) != len(fields) {
+			t.Fatalf("%s: details %+v, want %v", path, v.Error.Details, fields)
+		}
+		if path == "/v1/events" && resp.Header.Get(HeaderEventID) != ids[0] {
+			t.Errorf("%s: %s %q, details name %s", path, HeaderEventID, resp.Header.Get(HeaderEventID), ids[0])
+		}
+		return ids
 	}
-	f("/v1/events", `{"type":"ocr.completed","account_id":"a","data":{}}`)
-	f("/v1/events/batch", `{"events":[{"type":"ocr.completed","account_id":"a","data":{}}]}`)
+	f("/v1/events", `{"type":"ocr.completed","account_id":"a","data":{}}`, "id")
+	if ids := f("/v1/events", `{"id":"evt_mine_0123456789abcdefghij","type":"ocr.completed","account_id":"a","data":{}}`, "id"); ids[0] != "evt_mine_0123456789abcdefghij" {
+		t.Errorf("the producer's id came back as %s", ids[0])
+	}
+	ids := f("/v1/events/batch", `{"events":[{"type":"ocr.completed","account_id":"a","data":{}},{"id":"evt_mine_0123456789abcdefghij","type":"ocr.completed","account_id":"a","data":{}}]}`, "events[0].id", "events[1].id")
+	if ids[0] == ids[1] || ids[1] != "evt_mine_0123456789abcdefghij" {
+		t.Errorf("batch ids %v", ids)
+	}
 }
 
 // A private broker is stopped and started again: while it is down every
