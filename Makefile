@@ -19,9 +19,9 @@ export ZAITS_STATE_DIR := $(STATE)
 run: build
 	deploy/local/run.sh $(BIN) $(RUN_FLAGS)
 
-## test: start the stack if needed, then go vet and every test, integration tests included
-test: tools stack chdb
-	$(GO) vet ./...
+## test: start the stack if needed, then lint (gofmt, go vet, staticcheck: CI enforces it) and
+## every test, integration tests included
+test: tools stack chdb lint
 	$(GO) test $(TEST_FLAGS) ./...
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoint -fuzztime 5s ./gateway
 	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 5s ./gateway
