@@ -23,6 +23,7 @@ var refusedNetworks = []netip.Prefix{
 	netip.MustParsePrefix("255.255.255.255/32"),
 	netip.MustParsePrefix("169.254.169.254/32"),
 	netip.MustParsePrefix("fd00:ec2::254/128"),
+	netip.MustParsePrefix("64:ff9b:1::/48"), // NAT64 local use (RFC 8215)
 }
 
 // guard decides which addresses deliveries may connect to.
@@ -64,7 +65,41 @@ func (g *guard) refused(a netip.Addr) string {
 			return "reserved"
 		}
 	}
+	if v4, form := embeddedIPv4(u); form != "" {
+		if why := g.refused(v4); why != "" {
+			return why + " (" + v4.String() + " in " + form + ")"
+		}
+	}
 	return ""
+}
+
+// IPv6 forms that carry an IPv4 address a gateway or the host may turn
+// into an IPv4 connection: NAT64's well-known prefix (RFC 6052), 6to4
+// (RFC 3056) and the deprecated IPv4-compatible form. Each is judged as
+// the IPv4 address it carries too. (NAT64 local-use prefixes embed it at
+// a network-chosen position and are refused whole, in refusedNetworks.)
+var (
+	nat64        = netip.MustParsePrefix("64:ff9b::/96")
+	sixTo4       = netip.MustParsePrefix("2002::/16")
+	v4Compatible = netip.MustParsePrefix("::/96")
+)
+
+// embeddedIPv4 returns the IPv4 address a carries and the form's name, or
+// "" when a is not one of those forms.
+func embeddedIPv4(a netip.Addr) (netip.Addr, string) {
+	if !a.Is6() {
+		return netip.Addr{}, ""
+	}
+	b := a.As16()
+	switch {
+	case nat64.Contains(a):
+		return netip.AddrFrom4([4]byte(b[12:16])), "NAT64 64:ff9b::/96"
+	case sixTo4.Contains(a):
+		return netip.AddrFrom4([4]byte(b[2:6])), "6to4 2002::/16"
+	case v4Compatible.Contains(a):
+		return netip.AddrFrom4([4]byte(b[12:16])), "IPv4-compatible ::/96"
+	}
+	return netip.Addr{}, ""
 }
 
 // dial resolves addr ("host:port"), refuses the forbidden addresses, and
