@@ -61,7 +61,10 @@
 // analytics.success-rate-window (default 7 days); deliveries still retrying
 // are not counted, and it is null when no delivery finished in the window.
 // last_delivery is the start of the endpoint's latest attempt (within
-// retention), null when there is none.
+// retention), null when there is none; it is read from the
+// endpoint_last_attempt rollup, whose monthly partitions are dropped like
+// the attempts' (on servers with TTL it may outlive the expired attempts
+// rows by up to a month).
 //
 // Stats (GET …/stats?window=…) counts the deliveries accepted within the
 // window by status, with the same success rate, and gives p50/p95/p99 of

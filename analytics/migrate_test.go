@@ -122,8 +122,8 @@ func TestDropExpiredPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	dropped, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now)
-	if err != nil || !reflect.DeepEqual(dropped, []int{202609, 202609}) { // attempts, delivery_index
-		t.Fatalf("dropped %v, %v; want [202609 202609]", dropped, err)
+	if err != nil || !reflect.DeepEqual(dropped, []int{202609, 202609, 202609}) { // attempts, delivery_index, endpoint_last_attempt
+		t.Fatalf("dropped %v, %v; want [202609 202609 202609]", dropped, err)
 	}
 	if again, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now); err != nil || len(again) != 0 {
 		t.Errorf("second run dropped %v, %v", again, err)
@@ -139,6 +139,21 @@ func TestDropExpiredPartitions(t *testing.T) {
 	var indexed uint64
 	if err := conn.QueryRow(ctx, "SELECT count() FROM "+db+".delivery_index").Scan(&indexed); err != nil || indexed != 2 {
 		t.Errorf("delivery_index after retention: %d rows, %v", indexed, err)
+	}
+	var months []string
+	rows, err := conn.Query(ctx, "SELECT DISTINCT toString(accepted_month) AS m FROM "+db+".endpoint_last_attempt ORDER BY m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			t.Fatal(err)
+		}
+		months = append(months, m)
+	}
+	if rows.Close(); !reflect.DeepEqual(months, []string{"2026-10-01", "2026-11-01"}) {
+		t.Errorf("endpoint_last_attempt months after retention: %v", months)
 	}
 }
 

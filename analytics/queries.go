@@ -163,10 +163,11 @@ FROM (
     GROUP BY delivery_id, attempt
 )`
 
-	// sqlLastDelivery is each listed endpoint's latest attempt time.
+	// sqlLastDelivery is each listed endpoint's latest attempt time, from
+	// the endpoint_last_attempt rollup (a few rows per endpoint).
 	// Parameters: account, endpoint ids (GroupSet).
-	sqlLastDelivery = `SELECT endpoint_id, max(attempted_at)
-FROM {db}.attempts
+	sqlLastDelivery = `SELECT endpoint_id, maxMerge(last_attempt)
+FROM {db}.endpoint_last_attempt
 WHERE account_id = ? AND endpoint_id IN ?
 GROUP BY endpoint_id`
 
@@ -204,7 +205,7 @@ var statements = map[string]string{
 }
 
 // partitionedTables are the monthly-partitioned tables retention prunes.
-var partitionedTables = []string{"attempts", "delivery_index"}
+var partitionedTables = []string{"attempts", "delivery_index", "endpoint_last_attempt"}
 
 // inDB puts the database name into a statement.
 func inDB(stmt, db string) string { return strings.ReplaceAll(stmt, "{db}", db) }

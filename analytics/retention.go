@@ -10,7 +10,7 @@ import (
 )
 
 // DropExpiredPartitions drops every monthly partition (toYYYYMM(accepted_at))
-// of the attempts and delivery_index tables whose whole month ended before
+// of the tables in partitionedTables (attempts and its rollups) whose whole month ended before
 // now-retention, and returns the dropped partitions (YYYYMM, per table in
 // turn). This is retention on servers without TTL (18.16); on modern
 // servers the TTL set by Migrate does the same row by row, and this is
