@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
 	"github.com/zaits/webhooks/dispatcher"
 	"github.com/zaits/webhooks/internal/broker"
@@ -234,5 +235,68 @@ func TestGracefulStopAndRebalanceLoseNothing(t *testing.T) {
 	t.Logf("%d duplicates after a graceful stop and rebalance", dups)
 	if dups != 0 {
 		t.Fatalf("a graceful stop finishes and commits its work: %d duplicates", dups)
+	}
+}
+
+// TestKill9WhileAnEndpointLagsRedeliversNoFinishedTask: one endpoint is slow,
+// so its partition's committed offset stays at its oldest unfinished task
+// while the other endpoints finish everything. A kill -9 then used to
+// re-deliver every other endpoint's task on that partition since then (the
+// committed offset is the lowest unfinished one); with the commit's resume
+// record the next dispatcher delivers only what was unfinished.
+func TestKill9WhileAnEndpointLagsRedeliversNoFinishedTask(t *testing.T) {
+	const healthyN, perEndpoint, buffer = 20, 150, 300
+	kc := testenv.Kafka(t)
+	store := startStore(t, kc)
+	recv := startReceiver(t)
+	slow := recv.add(t, store, "slow", "", func(_ int, ctx *fasthttp.RequestCtx) {
+		time.Sleep(20 * time.Millisecond)
+		ctx.SetStatusCode(200)
+	})
+	var healthy []*endpoint.Entry
+	for i := range healthyN {
+		healthy = append(healthy, recv.add(t, store, fmt.Sprintf("h%02d", i), "", nil))
+	}
+	newProducer(t, kc).send(t, interleaved(perEndpoint, append([]*endpoint.Entry{slow}, healthy...))...)
+
+	first := startChild(t, kc.TopicPrefix, buffer)
+	eventually(t, 60*time.Second, func() error {
+		for i := range healthyN {
+			if n := len(recv.ledger(fmt.Sprintf("h%02d", i))); n < perEndpoint {
+				return fmt.Errorf("h%02d: %d of %d", i, n, perEndpoint)
+			}
+		}
+		return nil
+	})
+	time.Sleep(3 * testConfig(kc).CommitInterval) // the healthy endpoints' last tasks are committed
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	first.cmd.Wait() //nolint:errcheck
+	before := len(recv.ledger("slow"))
+	if before >= perEndpoint {
+		t.Fatalf("the slow endpoint got all %d before the kill: the test needs it slower", perEndpoint)
+	}
+
+	startChild(t, kc.TopicPrefix, buffer)
+	eventually(t, 60*time.Second, func() error {
+		seen := map[int]bool{}
+		for _, a := range recv.ledger("slow") {
+			seen[a.seq] = true
+		}
+		if len(seen) < perEndpoint {
+			return fmt.Errorf("slow endpoint: %d of %d distinct", len(seen), perEndpoint)
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // would-be duplicates to the healthy endpoints arrive meanwhile
+	dups := 0
+	for i := range healthyN {
+		dups += len(recv.ledger(fmt.Sprintf("h%02d", i))) - perEndpoint
+	}
+	t.Logf("killed with %d of %d slow deliveries made; %d duplicate deliveries to the healthy endpoints, %d to the slow one",
+		before, perEndpoint, dups, len(recv.ledger("slow"))-perEndpoint)
+	if dups != 0 {
+		t.Errorf("%d finished tasks of the healthy endpoints delivered again after the kill", dups)
 	}
 }

@@ -12,7 +12,10 @@
 // partition's reader. A partition's committed offset is its lowest
 // unfinished one (a lane's first skipped task counts): a task is finished when it
 // got a 2xx, or was handed to its next delay topic or to <p>.dead, and its
-// attempt record was acknowledged. A failed attempt n < 5 goes to the delay
+// attempt record was acknowledged. Each commit carries a resume record of
+// which tasks above the committed offset are unfinished (resume.go), so the
+// next owner of a partition does not deliver the finished ones again while
+// one endpoint lags. A failed attempt n < 5 goes to the delay
 // topic for its wait (Config.RetrySchedule, or a longer Retry-After on 429 and
 // 503, capped) with attempt n+1 and its due time; a delay topic's partition
 // waits until its head is due. The 5th failure goes to <p>.dead.
@@ -52,6 +55,7 @@ type Dispatcher struct {
 	m      *metrics
 	client *Client
 	store  *endpoint.Store
+	kafka  *kafka.Client // offset commits and fetches with resume records (resume.go)
 
 	sem       chan struct{} // global bound on attempts in flight
 	handoffs  *feed         // to the delay topics and <p>.dead
@@ -92,7 +96,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Dispatcher, e
 		return nil, err
 	}
 	d := &Dispatcher{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), m: m, client: client, store: store,
-		sem: make(chan struct{}, cfg.Concurrency)}
+		kafka: cfg.Kafka.Client(), sem: make(chan struct{}, cfg.Concurrency)}
 	d.runCtx, d.runCancel = context.WithCancel(context.Background())
 	d.hardStop, d.hardDone = context.WithCancel(context.Background())
 	d.handoffs = d.newFeed(d.newAsyncWriter())
@@ -179,10 +183,14 @@ func (d *Dispatcher) consume() {
 		for i, t := range schemas.RetryTopics {
 			tiers[d.cfg.Kafka.Topic(t)] = i
 		}
+		fctx, cancel := context.WithTimeout(d.runCtx, 10*time.Second)
+		resumes := d.fetchResume(fctx, gen)
+		cancel()
 		n := 0
 		for topic, assigned := range gen.Assignments {
 			for _, a := range assigned {
 				p := newPartition(d, topic, a.ID, tiers[topic], a.Offset, commitMu)
+				p.resume = resumes[topic][a.ID]
 				parts = append(parts, p)
 				offset := a.Offset
 				gen.Start(func(ctx context.Context) { p.run(ctx, gen, offset) })
@@ -230,6 +238,9 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 		}
 	}
 	d.hardDone()
+	if t, ok := d.kafka.Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
 	errs = append(errs, d.ops.Stop(ctx))
 	return errors.Join(errs...)
 }

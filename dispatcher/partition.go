@@ -89,16 +89,18 @@ type partition struct {
 	tier  int // -1 for <p>.deliveries, else the index in schemas.RetryTopics
 	log   *slog.Logger
 
-	mu         sync.Mutex
-	space      *sync.Cond // signalled when entries finish or the partition stops
-	unfinished entryHeap  // the entries in memory and not finished, lowest offset first
-	next       int64      // the offset after the last one read; -1 before any
-	count      int        // len(unfinished)
-	bytes      int        // their bodies' bytes
-	active     int        // entries in state active
-	lanes      map[string]*lane
-	floor      int64 // -1, or the lowest skipped offset of a lane that stopped before reading it again
-	committed  int64 // last committed offset; guarded by commitMu
+	mu            sync.Mutex
+	space         *sync.Cond // signalled when entries finish or the partition stops
+	unfinished    entryHeap  // the entries in memory and not finished, lowest offset first
+	next          int64      // the offset after the last one read; -1 before any
+	count         int        // len(unfinished)
+	bytes         int        // their bodies' bytes
+	active        int        // entries in state active
+	lanes         map[string]*lane
+	floors        map[string]int64 // endpoint → the lowest skipped offset of its lane that stopped before reading it again
+	resume        *resume          // the previous owner's record: finished tasks are not delivered again (resume.go)
+	committed     int64            // last committed offset; guarded by commitMu
+	committedMeta string           // and its resume record; guarded by commitMu
 
 	commitMu *sync.Mutex // the generation's: commits are computed and sent one at a time
 
@@ -110,7 +112,7 @@ type partition struct {
 }
 
 func newPartition(d *Dispatcher, topic string, id, tier int, offset int64, commitMu *sync.Mutex) *partition {
-	p := &partition{d: d, topic: topic, id: id, tier: tier, next: -1, floor: -1, committed: -1, lanes: map[string]*lane{}, commitMu: commitMu,
+	p := &partition{d: d, topic: topic, id: id, tier: tier, next: -1, floors: map[string]int64{}, committed: -1, lanes: map[string]*lane{}, commitMu: commitMu,
 		log: d.log.With("topic", topic, "partition", id)}
 	if offset >= 0 {
 		p.next, p.committed = offset, offset
@@ -172,14 +174,16 @@ func (p *partition) read(ctx context.Context, r *kafka.Reader) {
 			p.d.m.badTasks.Inc()
 			p.log.Warn("skipping a message that is not a task", "offset", m.Offset, "err", err)
 		}
-		if err == nil && p.tier >= 0 && !t.DueAt.IsZero() {
+		done := err != nil || p.resume.finished(m.Offset, t.EndpointID)
+		if !done && p.tier >= 0 && !t.DueAt.IsZero() {
 			// A delay topic: wait until the head is due. Only this
 			// partition waits; every partition has its own reader.
 			if !sleep(ctx, time.Until(t.DueAt)) {
 				return
 			}
 		}
-		if err != nil { // not a task: finished at once
+		if done {
+			// Not a task, or one the previous owner finished: finished at once.
 			p.mu.Lock()
 			p.next = m.Offset + 1
 			p.mu.Unlock()
@@ -296,8 +300,8 @@ func (p *partition) dropLane(l *lane) {
 	if p.lanes[l.endpoint] == l {
 		delete(p.lanes, l.endpoint)
 	}
-	if l.skipFrom >= 0 && (p.floor < 0 || l.skipFrom < p.floor) {
-		p.floor = l.skipFrom
+	if f, ok := p.floors[l.endpoint]; l.skipFrom >= 0 && (!ok || l.skipFrom < f) {
+		p.floors[l.endpoint] = l.skipFrom
 	}
 	p.space.Broadcast()
 }
@@ -453,45 +457,60 @@ func (p *partition) drain() {
 	p.d.m.buffered.Sub(float64(p.count))
 }
 
-// commitOffset is the lowest unfinished offset, or -1 when none is known:
-// the lowest of the unfinished entries in memory, the lanes' first skipped
-// tasks and the next offset to read.
-func (p *partition) commitOffset() int64 {
+// commitState is the lowest unfinished offset, or -1 when none is known
+// (the lowest of the unfinished entries in memory, the lanes' first skipped
+// tasks, the stopped lanes' floors and the next offset to read), with the
+// resume record of what is unfinished above it.
+func (p *partition) commitState() (int64, string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	low := p.next
-	lower := func(o int64) {
-		if o >= 0 && (low < 0 || o < low) {
+	lows := map[string]int64{}
+	lower := func(endpoint string, o int64) {
+		if o < 0 {
+			return
+		}
+		if low < 0 || o < low {
 			low = o
 		}
+		if cur, ok := lows[endpoint]; !ok || o < cur {
+			lows[endpoint] = o
+		}
 	}
-	if len(p.unfinished) > 0 {
-		lower(p.unfinished[0].offset)
+	for _, e := range p.unfinished {
+		lower(e.task.EndpointID, e.offset)
 	}
-	for _, l := range p.lanes {
-		lower(l.skipFrom)
+	for ep, l := range p.lanes {
+		lower(ep, l.skipFrom)
 	}
-	lower(p.floor)
-	return low
+	for ep, o := range p.floors {
+		lower(ep, o)
+	}
+	if low < 0 || p.next < 0 {
+		return low, ""
+	}
+	return low, encodeResume(p.next, lows)
 }
 
 func (p *partition) commitFinal(gen *kafka.Generation) {
 	p.commitMu.Lock()
 	defer p.commitMu.Unlock()
-	off := p.commitOffset()
-	if off < 0 || off == p.committed {
+	off, meta := p.commitState()
+	if off < 0 || off == p.committed && meta == p.committedMeta {
 		return
 	}
-	if err := gen.CommitOffsets(map[string]map[int]int64{p.topic: {p.id: off}}); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.d.commit(ctx, gen, map[string][]kafka.OffsetCommit{p.topic: {{Partition: p.id, Offset: off, Metadata: meta}}}); err != nil {
 		p.log.Warn("final commit failed; the uncommitted tasks will be delivered again", "offset", off, "err", err)
 		return
 	}
-	p.committed = off
+	p.committed, p.committedMeta = off, meta
 	p.log.Debug("committed on release", "offset", off)
 }
 
-// commitLoop commits every partition's lowest unfinished offset in one
-// request per interval, until the generation ends.
+// commitLoop commits every partition's lowest unfinished offset, with its
+// resume record, in one request per interval, until the generation ends.
 func (d *Dispatcher) commitLoop(ctx context.Context, gen *kafka.Generation, parts []*partition, mu *sync.Mutex) {
 	t := time.NewTicker(d.cfg.CommitInterval)
 	defer t.Stop()
@@ -508,34 +527,32 @@ func (d *Dispatcher) commitLoop(ctx context.Context, gen *kafka.Generation, part
 }
 
 func (d *Dispatcher) commitOnce(ctx context.Context, gen *kafka.Generation, parts []*partition) {
-	{
-		offsets := map[string]map[int]int64{}
-		var changed []*partition
-		var values []int64
-		for _, p := range parts {
-			off := p.commitOffset()
-			if off < 0 || off == p.committed {
-				continue
-			}
-			if offsets[p.topic] == nil {
-				offsets[p.topic] = map[int]int64{}
-			}
-			offsets[p.topic][p.id] = off
-			changed = append(changed, p)
-			values = append(values, off)
+	commits := map[string][]kafka.OffsetCommit{}
+	type change struct {
+		p    *partition
+		off  int64
+		meta string
+	}
+	var changed []change
+	for _, p := range parts {
+		off, meta := p.commitState()
+		if off < 0 || off == p.committed && meta == p.committedMeta {
+			continue
 		}
-		if len(changed) == 0 {
-			return
+		commits[p.topic] = append(commits[p.topic], kafka.OffsetCommit{Partition: p.id, Offset: off, Metadata: meta})
+		changed = append(changed, change{p, off, meta})
+	}
+	if len(changed) == 0 {
+		return
+	}
+	if err := d.commit(ctx, gen, commits); err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("commit failed, retrying next interval", "err", err)
 		}
-		if err := gen.CommitOffsets(offsets); err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("commit failed, retrying next interval", "err", err)
-			}
-			return
-		}
-		for i, p := range changed {
-			p.committed = values[i]
-		}
+		return
+	}
+	for _, c := range changed {
+		c.p.committed, c.p.committedMeta = c.off, c.meta
 	}
 }
 
