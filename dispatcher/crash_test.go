@@ -144,13 +144,7 @@ func TestKill9UnderLoadLosesNothing(t *testing.T) {
 	for i := range endpoints {
 		eps = append(eps, recv.add(t, store, fmt.Sprintf("c%02d", i), "", nil))
 	}
-	var tasks []schemas.Task
-	for seq := range perEndpoint {
-		for _, e := range eps {
-			tasks = append(tasks, task(e, seq))
-		}
-	}
-	newProducer(t, kc).send(t, tasks...)
+	newProducer(t, kc).send(t, interleaved(perEndpoint, eps)...)
 	total := endpoints * perEndpoint
 
 	first := startChild(t, kc.TopicPrefix, buffer)
@@ -206,13 +200,7 @@ func TestGracefulStopAndRebalanceLoseNothing(t *testing.T) {
 	cfg := testConfig(kc)
 	a := startDispatcher(t, cfg)
 	startDispatcher(t, cfg)
-	var tasks []schemas.Task
-	for seq := range perEndpoint {
-		for _, e := range eps {
-			tasks = append(tasks, task(e, seq))
-		}
-	}
-	newProducer(t, kc).send(t, tasks...)
+	newProducer(t, kc).send(t, interleaved(perEndpoint, eps)...)
 	total := endpoints * perEndpoint
 	eventually(t, 60*time.Second, func() error {
 		if n := recv.total.Load(); n < int64(total)/4 {

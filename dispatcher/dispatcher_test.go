@@ -31,13 +31,7 @@ func TestOrderPerEndpointFor10000EventsOver100Endpoints(t *testing.T) {
 	attempts := followAttempts(t, kc)
 	reg := prometheus.NewRegistry()
 	startDispatcherWith(t, testConfig(kc), reg)
-	var tasks []schemas.Task
-	for seq := range 100 {
-		for _, e := range eps {
-			tasks = append(tasks, task(e, seq))
-		}
-	}
-	newProducer(t, kc).send(t, tasks...)
+	newProducer(t, kc).send(t, interleaved(100, eps)...)
 	eventually(t, 90*time.Second, func() error {
 		if n := recv.total.Load(); n < 10000 {
 			return fmt.Errorf("%d of 10000 delivered", n)
@@ -117,18 +111,7 @@ func TestHangingEndpointDoesNotSlowOthers(t *testing.T) {
 		startDispatcher(t, testConfig(kc))
 		p := newProducer(t, kc)
 		// Warm up (group joined, connections open), then measure.
-		const warmup = 1000
-		var ws []schemas.Task
-		for _, e := range eps {
-			ws = append(ws, task(e, warmup))
-		}
-		p.send(t, ws...)
-		eventually(t, 30*time.Second, func() error {
-			if n := recv.total.Load(); n < int64(len(eps)) {
-				return fmt.Errorf("%d warm-up deliveries", n)
-			}
-			return nil
-		})
+		warmUp(t, p, recv, eps)
 		// 40 rounds, 25 ms apart: every round one event per endpoint (and 5 for the hanging one).
 		for round := range 40 {
 			var ts []schemas.Task
@@ -154,7 +137,7 @@ func TestHangingEndpointDoesNotSlowOthers(t *testing.T) {
 		var all []arrival
 		for i := range eps {
 			for _, a := range recv.ledger(fmt.Sprintf("ok%02d", i)) {
-				if a.seq != warmup {
+				if a.seq != warmupSeq {
 					all = append(all, a)
 				}
 			}

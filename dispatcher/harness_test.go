@@ -375,3 +375,34 @@ func metricSamples(t testing.TB, reg *prometheus.Registry, name string, want map
 	}
 	return sum, n
 }
+
+// interleaved returns tasks 0..n-1 of every endpoint, sequence by sequence.
+func interleaved(n int, eps []*endpoint.Entry) []schemas.Task {
+	var ts []schemas.Task
+	for seq := range n {
+		for _, e := range eps {
+			ts = append(ts, task(e, seq))
+		}
+	}
+	return ts
+}
+
+// warmUp sends one task (sequence number warmupSeq) to each of eps and
+// waits until all arrived: the group has joined and connections are open.
+func warmUp(t testing.TB, p *producer, recv *receiver, eps []*endpoint.Entry) {
+	t.Helper()
+	var ws []schemas.Task
+	for _, e := range eps {
+		ws = append(ws, task(e, warmupSeq))
+	}
+	p.send(t, ws...)
+	eventually(t, 30*time.Second, func() error {
+		if n := recv.total.Load(); n < int64(len(eps)) {
+			return fmt.Errorf("%d warm-up deliveries", n)
+		}
+		return nil
+	})
+}
+
+// warmupSeq is the sequence number of warm-up tasks.
+const warmupSeq = 1000

@@ -51,18 +51,7 @@ func TestSlowAndHangingEndpointsDoNotHoldBackTheirPartition(t *testing.T) {
 	p := newProducer(t, kc)
 
 	// Warm up: the group joined and a connection open to the receiver.
-	const warmup = 1000
-	var ws []schemas.Task
-	for _, e := range healthy {
-		ws = append(ws, task(e, warmup))
-	}
-	p.send(t, ws...)
-	eventually(t, 30*time.Second, func() error {
-		if n := recv.total.Load(); n < int64(len(healthy)) {
-			return fmt.Errorf("%d warm-up deliveries", n)
-		}
-		return nil
-	})
+	warmUp(t, p, recv, healthy)
 
 	// 20 rounds, 50 ms apart: one task per healthy endpoint, 10 for the
 	// slow one (400 ms of its time) and 5 for the hanging one (5 s of
@@ -96,7 +85,7 @@ func TestSlowAndHangingEndpointsDoNotHoldBackTheirPartition(t *testing.T) {
 	var worst time.Duration
 	for i := range healthy {
 		for _, a := range recv.ledger(fmt.Sprintf("ok%d", i)) {
-			if a.seq != warmup {
+			if a.seq != warmupSeq {
 				worst = max(worst, a.at.Sub(a.acceptedAt))
 			}
 		}
@@ -249,15 +238,4 @@ func slowAndThreeHealthy(t *testing.T, delay time.Duration) (*broker.Config, *re
 		healthy = append(healthy, recv.add(t, store, fmt.Sprintf("ok%d", i), "", nil))
 	}
 	return kc, recv, slow, healthy
-}
-
-// interleaved returns tasks 0..n-1 of every endpoint, sequence by sequence.
-func interleaved(n int, eps []*endpoint.Entry) []schemas.Task {
-	var ts []schemas.Task
-	for seq := range n {
-		for _, e := range eps {
-			ts = append(ts, task(e, seq))
-		}
-	}
-	return ts
 }

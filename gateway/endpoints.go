@@ -107,16 +107,8 @@ func (g *Gateway) createEndpoint(ctx *fasthttp.RequestCtx, account string) {
 		rerr.write(ctx)
 		return
 	}
-	ep := schemas.Endpoint{AccountID: account, URL: *in.URL, Events: in.Events, Active: true}
-	if in.Description != nil {
-		ep.Description = *in.Description
-	}
-	if in.Active != nil {
-		ep.Active = *in.Active
-	}
-	if in.Ordering != nil {
-		ep.Ordering = *in.Ordering
-	}
+	ep := schemas.Endpoint{AccountID: account, Active: true}
+	in.applyTo(&ep) // decodeEndpoint required url and events for a create
 	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	e, secret, err := g.store.Create(wctx, ep)
@@ -195,21 +187,7 @@ func (g *Gateway) updateEndpoint(ctx *fasthttp.RequestCtx, account string) {
 	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	e, err := g.store.Update(wctx, account, id, version, func(ep *schemas.Endpoint) error {
-		if in.URL != nil {
-			ep.URL = *in.URL
-		}
-		if in.EventsSet {
-			ep.Events = in.Events
-		}
-		if in.Description != nil {
-			ep.Description = *in.Description
-		}
-		if in.Active != nil {
-			ep.Active = *in.Active
-		}
-		if in.Ordering != nil {
-			ep.Ordering = *in.Ordering
-		}
+		in.applyTo(ep)
 		return nil
 	})
 	if err != nil {

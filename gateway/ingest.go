@@ -228,10 +228,15 @@ const HeaderEventID = "X-Zaits-Event-Id"
 // id after "retry with id "): a retry with the same id is dropped as a
 // duplicate by the router's idempotency window, one with a new id is not.
 func (in *ingester) unavailable(ctx *fasthttp.RequestCtx, ids []FieldIssue) {
-	in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(len(ids)))
-	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(in.cfg.RetryAfter.Seconds())))
+	in.retryLater(ctx, len(ids))
 	writeError(ctx, fasthttp.StatusServiceUnavailable, "unavailable",
 		"Kafka did not acknowledge in time: the events are not accepted (some may still be stored); retry after the Retry-After seconds with the same event ids", ids...)
+}
+
+// retryLater counts n events Kafka did not acknowledge and sets Retry-After.
+func (in *ingester) retryLater(ctx *fasthttp.RequestCtx, n int) {
+	in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(n))
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(in.cfg.RetryAfter.Seconds())))
 }
 
 // retryWith is the detail naming the id a not-acknowledged event must be retried with.
@@ -367,8 +372,7 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 		return
 	}
 	if len(failed) > 0 {
-		in.counts.rejected.WithLabelValues("http", "unavailable").Add(float64(len(failed)))
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(int(in.cfg.RetryAfter.Seconds())))
+		in.retryLater(ctx, len(failed))
 	}
 	data := batchData{Accepted: accepted, Rejected: len(items) - accepted, Results: results}
 	switch {

@@ -70,6 +70,25 @@ type endpointInput struct {
 	Ordering    *string
 }
 
+// applyTo sets the fields given in the input on ep (create and update).
+func (in *endpointInput) applyTo(ep *schemas.Endpoint) {
+	if in.URL != nil {
+		ep.URL = *in.URL
+	}
+	if in.EventsSet {
+		ep.Events = in.Events
+	}
+	if in.Description != nil {
+		ep.Description = *in.Description
+	}
+	if in.Active != nil {
+		ep.Active = *in.Active
+	}
+	if in.Ordering != nil {
+		ep.Ordering = *in.Ordering
+	}
+}
+
 // urlPolicy is what the deployment allows in endpoint URLs.
 type urlPolicy struct {
 	AllowHTTP    bool // http:// besides https://
