@@ -160,11 +160,7 @@ func TestDropExpiredPartitions(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	f := func(mutate func(*Config), want string) {
 		t.Helper()
-		var c Config
-		c.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
-		kc := &broker.Config{}
-		kc.RegisterFlags(flag.NewFlagSet("k", flag.ContinueOnError))
-		c.Kafka = kc
+		c := Config{Kafka: &broker.Config{}}
 		mutate(&c)
 		err := c.Validate()
 		if want == "" {
@@ -178,16 +174,19 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	f(func(*Config) {}, "")
-	f(func(c *Config) { c.BatchRows = 0 }, "analytics.batch-rows")
-	f(func(c *Config) { c.BatchInterval = 0 }, "analytics.batch-interval")
+	f(func(c *Config) { c.BatchRows = -1 }, "analytics.batch-rows")
+	f(func(c *Config) { c.BatchInterval = -1 }, "analytics.batch-interval")
 	f(func(c *Config) { c.Retention = time.Hour }, "analytics.retention")
 	f(func(c *Config) { c.SuccessRateWindow = -time.Hour }, "analytics.success-rate-window")
-	f(func(c *Config) { c.RetentionCheck = 0 }, "analytics.retention-check")
+	f(func(c *Config) { c.RetentionCheck = -1 }, "analytics.retention-check")
 	f(func(c *Config) { c.ClickHouseDatabase = "a-b" }, "clickhouse.database")
 	var c Config
 	c.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
 	if c.BatchRows != 50000 || c.BatchInterval != time.Second || c.Retention != 30*24*time.Hour || c.SuccessRateWindow != 7*24*time.Hour || c.RetentionDays() != 30 {
 		t.Errorf("defaults: %+v", c)
+	}
+	if z := (Config{}).WithDefaults(); z != c {
+		t.Errorf("the zero value's defaults %+v differ from the flags' %+v", z, c)
 	}
 	c.Kafka = &broker.Config{TopicPrefix: "p"}
 	if c.GroupID() != "p.analytics" {

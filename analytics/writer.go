@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -155,7 +156,7 @@ func (w *writer) run(ctx context.Context) {
 			free <- cols
 			if ctx.Err() == nil {
 				w.log.Warn("reading attempts", "err", err)
-				sleep(ctx, time.Second)
+				retry.Sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -253,7 +254,7 @@ func inDateTime(t time.Time) bool { return t.Unix() >= 0 && t.Unix() <= maxDateT
 // insertWithRetry inserts b, retrying with backoff until it succeeds
 // (true) or ctx ends (false).
 func (w *writer) insertWithRetry(ctx context.Context, b *columns) bool {
-	backoff := 100 * time.Millisecond
+	var backoff retry.Backoff
 	for {
 		start := time.Now()
 		err := w.insertOnce(ctx, b)
@@ -269,11 +270,11 @@ func (w *writer) insertWithRetry(ctx context.Context, b *columns) bool {
 		}
 		w.m.insertErrors.Inc()
 		w.lastErr.Store(&err)
-		w.log.Warn("clickhouse insert failed; the batch stays in Kafka and is retried", "rows", b.len(), "err", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		wait := backoff.Next()
+		w.log.Warn("clickhouse insert failed; the batch stays in Kafka and is retried", "rows", b.len(), "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
 			return false
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
@@ -295,7 +296,7 @@ func (w *writer) insertOnce(ctx context.Context, b *columns) error {
 // commit commits the batch's offsets, retrying a few times. A commit that
 // still fails only means the records are read (and deduplicated) again.
 func (w *writer) commit(ctx context.Context, msgs []kafka.Message) {
-	backoff := 100 * time.Millisecond
+	var backoff retry.Backoff
 	for try := 1; ; try++ {
 		err := w.reader.CommitMessages(ctx, msgs...)
 		if err == nil {
@@ -306,10 +307,9 @@ func (w *writer) commit(ctx context.Context, msgs []kafka.Message) {
 			w.log.Warn("offset commit failed; the batch will be read again and deduplicated", "err", err)
 			return
 		}
-		if !sleep(ctx, backoff) {
+		if !backoff.Wait(ctx) {
 			return
 		}
-		backoff *= 2
 	}
 }
 
@@ -319,18 +319,6 @@ func (w *writer) ready(context.Context) error {
 		return *p
 	}
 	return nil
-}
-
-// sleep waits d or until ctx ends; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // columns is a batch in column form, appended to the insert column by column.

@@ -18,11 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/schemas"
 )
 
 // ClientConfig configures the delivery HTTP client, shared by the
 // dispatcher and the gateway's test-delivery endpoint (the delivery.* flags).
+// A zero field means its documented default.
 type ClientConfig struct {
 	// Timeout bounds one attempt: dial, request and response. Default 10s.
 	Timeout time.Duration
@@ -43,10 +45,11 @@ type ClientConfig struct {
 
 // RegisterFlags registers the delivery.* flags with their defaults.
 func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.Timeout, "delivery.timeout", 10*time.Second, "total time one delivery attempt may take (dial, request, response)")
-	fs.IntVar(&c.MaxResponseBytes, "delivery.max-response-bytes", 64<<10, "how much of an endpoint's response body is read")
-	fs.IntVar(&c.ExcerptBytes, "delivery.excerpt-bytes", 1<<10, "how much of the response body is kept in the attempt record")
-	fs.IntVar(&c.MaxConnsPerHost, "delivery.max-conns-per-host", 64, "connections to one endpoint host at most")
+	d := ClientConfig{}.withDefaults()
+	fs.DurationVar(&c.Timeout, "delivery.timeout", d.Timeout, "total time one delivery attempt may take (dial, request, response)")
+	fs.IntVar(&c.MaxResponseBytes, "delivery.max-response-bytes", d.MaxResponseBytes, "how much of an endpoint's response body is read")
+	fs.IntVar(&c.ExcerptBytes, "delivery.excerpt-bytes", d.ExcerptBytes, "how much of the response body is kept in the attempt record")
+	fs.IntVar(&c.MaxConnsPerHost, "delivery.max-conns-per-host", d.MaxConnsPerHost, "connections to one endpoint host at most")
 	fs.Var(prefixList{&c.AllowNetworks}, "delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver)")
 }
 
@@ -103,20 +106,12 @@ func (c *ClientConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// withDefaults fills the zero values with the documented defaults.
+// withDefaults returns c with every zero field set to its default.
 func (c ClientConfig) withDefaults() ClientConfig {
-	if c.Timeout == 0 {
-		c.Timeout = 10 * time.Second
-	}
-	if c.MaxResponseBytes == 0 {
-		c.MaxResponseBytes = 64 << 10
-	}
-	if c.ExcerptBytes == 0 {
-		c.ExcerptBytes = 1 << 10
-	}
-	if c.MaxConnsPerHost == 0 {
-		c.MaxConnsPerHost = 64
-	}
+	flagenv.Default(&c.Timeout, 10*time.Second)
+	flagenv.Default(&c.MaxResponseBytes, 64<<10)
+	flagenv.Default(&c.ExcerptBytes, 1<<10)
+	flagenv.Default(&c.MaxConnsPerHost, 64)
 	return c
 }
 

@@ -3,7 +3,6 @@ package dispatcher_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -39,15 +38,11 @@ func TestMain(m *testing.M) {
 
 // childKafka is the broker configuration testenv.Kafka made for prefix.
 func childKafka(prefix string) *broker.Config {
-	kc := &broker.Config{}
-	kc.RegisterFlags(flag.NewFlagSet("child", flag.ContinueOnError))
-	kc.Brokers = testenv.KafkaAddr()
-	kc.TopicPrefix = prefix
-	kc.StartupTimeout = 30 * time.Second
+	kc := broker.Config{Brokers: testenv.KafkaAddr(), TopicPrefix: prefix, StartupTimeout: 30 * time.Second}.WithDefaults()
 	for name := range kc.Partitions {
 		kc.Partitions[name] = min(kc.Partitions[name], 4)
 	}
-	return kc
+	return &kc
 }
 
 // runChild runs a dispatcher until SIGTERM (or SIGKILL, which is the point).

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zaits/webhooks/internal/endpoint"
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -35,7 +36,7 @@ func (d *Dispatcher) lookup(ctx context.Context, t *schemas.Task) (*endpoint.Ent
 		if time.Since(t.AcceptedAt) > recentTask || time.Now().After(deadline) {
 			return nil, schemas.ErrCodeEndpointDeleted, true
 		}
-		if !sleep(ctx, lookupPeriod) {
+		if !retry.Sleep(ctx, lookupPeriod) {
 			return nil, "", false
 		}
 	}
@@ -114,7 +115,7 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 		// Strict ordering: the task keeps its lane (and the endpoint's later
 		// tasks wait behind it) until it succeeds or fails for good. Other
 		// lanes are not affected.
-		if !sleep(stopping, time.Until(due)) || ctx.Err() != nil {
+		if !retry.Sleep(stopping, time.Until(due)) || ctx.Err() != nil {
 			return false
 		}
 		t.Attempt++

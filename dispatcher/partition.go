@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -154,21 +155,21 @@ func (p *partition) run(ctx context.Context, gen *kafka.Generation, offset int64
 }
 
 func (p *partition) read(ctx context.Context, r *kafka.Reader) {
-	backoff := 100 * time.Millisecond
+	var backoff retry.Backoff
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			p.log.Warn("fetch failed, retrying", "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			wait := backoff.Next()
+			p.log.Warn("fetch failed, retrying", "err", err, "retry_in", wait)
+			if !retry.Sleep(ctx, wait) {
 				return
 			}
-			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff.Reset()
 		t, err := schemas.ParseTask(m)
 		if err != nil {
 			p.d.m.badTasks.Inc()
@@ -178,7 +179,7 @@ func (p *partition) read(ctx context.Context, r *kafka.Reader) {
 		if !done && p.tier >= 0 && !t.DueAt.IsZero() {
 			// A delay topic: wait until the head is due. Only this
 			// partition waits; every partition has its own reader.
-			if !sleep(ctx, time.Until(t.DueAt)) {
+			if !retry.Sleep(ctx, time.Until(t.DueAt)) {
 				return
 			}
 		}
@@ -337,7 +338,7 @@ func (p *partition) refill(l *lane) bool {
 		}
 		d.m.refills.Inc()
 	}
-	backoff := 100 * time.Millisecond
+	var backoff retry.Backoff
 	for {
 		p.mu.Lock()
 		if pos >= p.next {
@@ -358,14 +359,14 @@ func (p *partition) refill(l *lane) bool {
 				if p.stopping.Err() != nil {
 					return false
 				}
-				p.log.Warn("refill fetch failed, retrying", "endpoint", l.endpoint, "err", err, "retry_in", backoff)
-				if !sleep(p.stopping, backoff) {
+				wait := backoff.Next()
+				p.log.Warn("refill fetch failed, retrying", "endpoint", l.endpoint, "err", err, "retry_in", wait)
+				if !retry.Sleep(p.stopping, wait) {
 					return false
 				}
-				backoff = min(2*backoff, 5*time.Second)
 				continue
 			}
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 			d.m.refillReads.Inc()
 		}
 		t, err := schemas.ParseTask(m)
@@ -553,21 +554,6 @@ func (d *Dispatcher) commitOnce(ctx context.Context, gen *kafka.Generation, part
 	}
 	for _, c := range changed {
 		c.p.committed, c.p.committedMeta = c.off, c.meta
-	}
-}
-
-// sleep waits for d or until ctx ends; false if ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

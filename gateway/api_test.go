@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,14 +49,8 @@ func mustMint(owner string, service bool) (string, string) {
 // testConfig is a production-strict configuration (no -dev) with the test
 // credentials and no rate limit; mutate adjusts it.
 func testConfig(kc *broker.Config, mutate ...func(*Config)) Config {
-	var cfg Config
-	cfg.RegisterFlags(flag.NewFlagSet("test", flag.ContinueOnError))
-	cfg.Kafka = kc
-	cfg.Endpoints = &endpoint.Config{Dev: true, RotationOverlap: 24 * time.Hour}
-	cfg.Listen, cfg.OpsListen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.APIKeys = entryA + "," + entryB
-	cfg.ServiceTokens = svcEntry
-	cfg.RateLimit = 0
+	cfg := Config{Kafka: kc, Endpoints: &endpoint.Config{Dev: true, RotationOverlap: 24 * time.Hour},
+		Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", APIKeys: entryA + "," + entryB, ServiceTokens: svcEntry, RateLimit: -1}
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -67,9 +60,7 @@ func testConfig(kc *broker.Config, mutate ...func(*Config)) Config {
 // receiverConfig lets endpoints and test deliveries reach 127.0.0.1.
 func receiverConfig(c *Config) {
 	c.AllowHTTP, c.AllowPrivate = true, true
-	c.Delivery = &dispatcher.ClientConfig{}
-	c.Delivery.RegisterFlags(flag.NewFlagSet("delivery", flag.ContinueOnError))
-	c.Delivery.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	c.Delivery = &dispatcher.ClientConfig{AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 }
 
 // startAPI starts a gateway with cfg and stops it when the test ends.
@@ -491,9 +482,7 @@ func TestLimiterRefills(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	f := func(mutate func(*Config), wantErr string) {
 		t.Helper()
-		var kc broker.Config
-		kc.RegisterFlags(flag.NewFlagSet("kafka", flag.ContinueOnError))
-		cfg := testConfig(&kc, mutate)
+		cfg := testConfig(&broker.Config{}, mutate)
 		err := cfg.Validate()
 		if (wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), wantErr)) {
 			t.Fatalf("Validate() = %v, want %q", err, wantErr)
@@ -504,9 +493,9 @@ func TestConfigValidation(t *testing.T) {
 	f(func(c *Config) { c.APIKeys = "acct_a" }, "gateway.api-keys")
 	f(func(c *Config) { c.APIKeys = "bad owner:" + strings.Repeat("a", 64) }, "gateway.api-keys")
 	f(func(c *Config) { c.ServiceTokens = "svc:zz" + strings.Repeat("a", 62) }, "gateway.service-tokens")
-	f(func(c *Config) { c.RateLimit = -1 }, "gateway.rate-limit")
+	f(func(c *Config) { c.RateLimit = 2e6 }, "gateway.rate-limit")
 	f(func(c *Config) { c.APIKeys = entryA + "," + strings.Replace(entryA, "acct_a", "acct_x", 1) }, "configured twice")
-	f(func(c *Config) { c.RateLimit, c.RateBurst = 1, 0 }, "gateway.rate-burst")
+	f(func(c *Config) { c.RateLimit, c.RateBurst = 1, -1 }, "gateway.rate-burst")
 }
 
 // receiver is a local webhook receiver recording what it gets.

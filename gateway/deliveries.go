@@ -23,9 +23,6 @@ const (
 	DefaultStatsWindow = 24 * time.Hour
 	// MaxStatsWindow bounds the stats window.
 	MaxStatsWindow = 90 * 24 * time.Hour
-	// defaultSummaryWindow is the list's success_rate window when the
-	// analytics configuration does not set one.
-	defaultSummaryWindow = 7 * 24 * time.Hour
 )
 
 // historyUnavailable answers when the delivery log cannot be read.
@@ -45,7 +42,7 @@ func (g *Gateway) listDeliveries(ctx *fasthttp.RequestCtx, account string) {
 		notFound(ctx, id)
 		return
 	}
-	var issues []FieldIssue
+	var issues []schemas.FieldIssue
 	args := ctx.QueryArgs()
 	f := analytics.DeliveryFilter{}
 	if args.Has("status") {
@@ -53,13 +50,13 @@ func (g *Gateway) listDeliveries(ctx *fasthttp.RequestCtx, account string) {
 		case schemas.OutcomeSuccess, schemas.OutcomeFailed, schemas.OutcomeRetrying:
 			f.Status = s
 		default:
-			issues = append(issues, FieldIssue{Field: "status", Issue: "must be success, failed or retrying"})
+			issues = append(issues, schemas.FieldIssue{Field: "status", Issue: "must be success, failed or retrying"})
 		}
 	}
 	if args.Has("event_type") {
 		et := string(args.Peek("event_type"))
 		if et != schemas.TestEventType && !schemas.IsEventType(et) {
-			issues = append(issues, FieldIssue{Field: "event_type", Issue: "must be \"test\" or an event type of GET /v1/webhooks/events"})
+			issues = append(issues, schemas.FieldIssue{Field: "event_type", Issue: "must be \"test\" or an event type of GET /v1/webhooks/events"})
 		}
 		f.EventType = et
 	}
@@ -78,7 +75,7 @@ func (g *Gateway) listDeliveries(ctx *fasthttp.RequestCtx, account string) {
 	rows, total, err := g.history.Deliveries(qctx, account, id, f)
 	switch {
 	case errors.Is(err, analytics.ErrBadFilter):
-		invalid(FieldIssue{Field: "query", Issue: err.Error()}).write(ctx)
+		invalid(schemas.FieldIssue{Field: "query", Issue: err.Error()}).write(ctx)
 		return
 	case err != nil:
 		g.historyUnavailable(ctx, err)
@@ -98,7 +95,7 @@ func (g *Gateway) getDelivery(ctx *fasthttp.RequestCtx, account string) {
 	}
 	did, _ := ctx.UserValue("delivery_id").(string)
 	if !isDeliveryID(did) {
-		writeError(ctx, fasthttp.StatusNotFound, "delivery_not_found", "no delivery "+clip(did, 64)+" for this endpoint")
+		writeError(ctx, fasthttp.StatusNotFound, "delivery_not_found", "no delivery "+schemas.Clip(did, 64)+" for this endpoint")
 		return
 	}
 	if g.history == nil {
@@ -143,7 +140,7 @@ func (g *Gateway) endpointStats(ctx *fasthttp.RequestCtx, account string) {
 	if args := ctx.QueryArgs(); args.Has("window") {
 		w, err := parseWindow(string(args.Peek("window")))
 		if err != nil {
-			invalid(FieldIssue{Field: "window", Issue: err.Error()}).write(ctx)
+			invalid(schemas.FieldIssue{Field: "window", Issue: err.Error()}).write(ctx)
 			return
 		}
 		window = w
@@ -199,10 +196,7 @@ func (g *Gateway) summaries(ctx *fasthttp.RequestCtx, account string, views []en
 	for i, v := range views {
 		ids[i] = v.ID
 	}
-	window := defaultSummaryWindow
-	if g.cfg.History != nil && g.cfg.History.SuccessRateWindow > 0 {
-		window = g.cfg.History.SuccessRateWindow
-	}
+	window := g.cfg.History.SuccessRateWindow // set: g.history exists, and the defaults are applied
 	qctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
 	defer cancel()
 	m, err := g.history.Summaries(qctx, account, ids, window)

@@ -69,7 +69,7 @@ func writeEndpoint(ctx *fasthttp.RequestCtx, status int, v endpointView) {
 }
 
 func notFound(ctx *fasthttp.RequestCtx, id string) {
-	writeError(ctx, fasthttp.StatusNotFound, "endpoint_not_found", "no webhook endpoint "+clip(id, 64))
+	writeError(ctx, fasthttp.StatusNotFound, "endpoint_not_found", "no webhook endpoint "+schemas.Clip(id, 64))
 }
 
 // storeError answers a failed store write.
@@ -124,7 +124,7 @@ func (g *Gateway) createEndpoint(ctx *fasthttp.RequestCtx, account string) {
 
 // listEndpoints: GET /v1/webhooks/endpoints?active=&page=&per_page=.
 func (g *Gateway) listEndpoints(ctx *fasthttp.RequestCtx, account string) {
-	var issues []FieldIssue
+	var issues []schemas.FieldIssue
 	args := ctx.QueryArgs()
 	active := parseBool(args, "active", &issues)
 	pg := parsePage(args, &issues)
@@ -239,7 +239,7 @@ type rotatedView struct {
 func (g *Gateway) rotateSecret(ctx *fasthttp.RequestCtx, account string) {
 	id := pathID(ctx)
 	if len(ctx.PostBody()) > 0 {
-		invalid(FieldIssue{Field: "body", Issue: "must be empty"}).write(ctx)
+		invalid(schemas.FieldIssue{Field: "body", Issue: "must be empty"}).write(ctx)
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)

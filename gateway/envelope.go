@@ -2,21 +2,16 @@ package gateway
 
 import (
 	"errors"
+	"github.com/zaits/webhooks/schemas"
 
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 )
 
-// FieldIssue names one invalid field of a request.
-type FieldIssue struct {
-	Field string `json:"field"`
-	Issue string `json:"issue"`
-}
-
 type apiError struct {
-	Code    string       `json:"code"`
-	Message string       `json:"message"`
-	Details []FieldIssue `json:"details,omitempty"`
+	Code    string               `json:"code"`
+	Message string               `json:"message"`
+	Details []schemas.FieldIssue `json:"details,omitempty"`
 }
 
 type errorEnvelope struct {
@@ -26,7 +21,7 @@ type errorEnvelope struct {
 
 // writeError answers with the API's error envelope:
 // {"success": false, "error": {"code", "message", "details"}}.
-func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string, details ...FieldIssue) {
+func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string, details ...schemas.FieldIssue) {
 	writeJSON(ctx, status, errorEnvelope{Error: apiError{Code: code, Message: msg, Details: details}})
 }
 

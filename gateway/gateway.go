@@ -1,6 +1,7 @@
 // Package gateway is the public face of the system: the Zaits Webhook API
-// (endpoint management, delivery history), event ingestion over HTTP, and
-// the router that fans events out to per-endpoint delivery tasks.
+// (endpoint management, delivery history) and event ingestion over HTTP.
+// The router, which fans events out to per-endpoint delivery tasks, is its
+// own component (gateway/router); `zaits gateway` runs one beside it.
 package gateway
 
 import (
@@ -11,7 +12,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/fasthttp/router"
+	mux "github.com/fasthttp/router"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
@@ -44,9 +45,8 @@ type Gateway struct {
 	apiRequests *prometheus.CounterVec
 	apiSeconds  *prometheus.HistogramVec
 
-	// Event ingestion (ingest.go) and the router (fanout.go).
+	// Event ingestion (ingest.go).
 	ingest *ingester
-	fanout *fanout
 
 	srv *fasthttp.Server
 	ln  net.Listener
@@ -54,7 +54,8 @@ type Gateway struct {
 
 // New builds a gateway; nothing is started until Start.
 func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	store, err := endpoint.NewStore(*cfg.Endpoints, cfg.Kafka, log, reg)
@@ -64,14 +65,12 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 	g := &Gateway{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), reg: reg, store: store}
 	endpointsTopic := cfg.Kafka.Topic(schemas.TopicEndpoints)
 	g.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, endpointsTopic) })
-	counts := newEventCounters(reg)
-	g.ingest = newIngester(cfg.Ingest, cfg.Kafka, counts, reg)
-	g.fanout = newFanout(cfg.Fanout, cfg.Kafka, store, counts, log, reg)
+	g.ingest = newIngester(cfg.Ingest, cfg.Kafka, newEventCounters(reg), reg)
 	if err := g.initManagement(); err != nil {
 		return nil, err
 	}
 
-	r := router.New()
+	r := mux.New()
 	// An API answers what it is asked: no redirects to "fixed" paths (a 301
 	// turns a POST into a GET in many clients); a wrong path is a 404.
 	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
@@ -122,9 +121,6 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}()
 	g.log.Info("gateway serving", "api", ln.Addr().String(), "ops", g.ops.Addr())
 	g.announceDevKey()
-	if !g.cfg.Fanout.Disabled {
-		g.fanout.Start() // after the store caught up: routing sees every endpoint
-	}
 	return nil
 }
 
@@ -146,7 +142,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	if g.ln != nil {
 		errs = append(errs, g.srv.ShutdownWithContext(ctx))
 	}
-	errs = append(errs, g.fanout.Stop(ctx), g.ingest.close())
+	errs = append(errs, g.ingest.close())
 	errs = append(errs, g.stopManagement(), g.store.Stop(), g.ops.Stop(ctx))
 	return errors.Join(errs...)
 }

@@ -39,7 +39,7 @@ type requestError struct {
 	status  int
 	code    string
 	message string
-	details []FieldIssue
+	details []schemas.FieldIssue
 }
 
 func (e *requestError) Error() string { return e.code + ": " + e.message }
@@ -48,7 +48,7 @@ func (e *requestError) write(ctx *fasthttp.RequestCtx) {
 	writeError(ctx, e.status, e.code, e.message, e.details...)
 }
 
-func invalid(details ...FieldIssue) *requestError {
+func invalid(details ...schemas.FieldIssue) *requestError {
 	msg := "the request is invalid"
 	if len(details) > 0 {
 		msg = details[0].Field + ": " + details[0].Issue
@@ -128,10 +128,10 @@ func decodeObject(body []byte, allowed ...string) (map[string]json.RawMessage, *
 		}
 		return nil, &requestError{status: fasthttp.StatusBadRequest, code: "invalid_json", message: "the request body is not valid JSON"}
 	}
-	var unknown []FieldIssue
+	var unknown []schemas.FieldIssue
 	for k := range obj {
 		if !contains(allowed, k) {
-			unknown = append(unknown, FieldIssue{Field: k, Issue: "unknown field"})
+			unknown = append(unknown, schemas.FieldIssue{Field: k, Issue: "unknown field"})
 		}
 	}
 	if len(unknown) > 0 {
@@ -154,13 +154,13 @@ func nullValue(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) =
 
 // field decodes obj[name] into dst unless it is absent or null; it reports
 // whether a value was set, or appends a type issue.
-func field[T any](obj map[string]json.RawMessage, name, want string, dst *T, issues *[]FieldIssue) bool {
+func field[T any](obj map[string]json.RawMessage, name, want string, dst *T, issues *[]schemas.FieldIssue) bool {
 	raw, ok := obj[name]
 	if !ok || nullValue(raw) {
 		return false
 	}
 	if err := json.Unmarshal(raw, dst); err != nil {
-		*issues = append(*issues, FieldIssue{Field: name, Issue: "must be " + want})
+		*issues = append(*issues, schemas.FieldIssue{Field: name, Issue: "must be " + want})
 		return false
 	}
 	return true
@@ -173,7 +173,7 @@ func decodeEndpoint(body []byte, create bool, pol urlPolicy) (endpointInput, *re
 	if rerr != nil {
 		return in, rerr
 	}
-	var issues []FieldIssue
+	var issues []schemas.FieldIssue
 	var s string
 	if field(obj, "url", "a string", &s, &issues) {
 		in.URL = &s
@@ -197,26 +197,26 @@ func decodeEndpoint(body []byte, create bool, pol urlPolicy) (endpointInput, *re
 
 	if in.URL != nil {
 		if issue := checkURL(*in.URL, pol); issue != "" {
-			issues = append(issues, FieldIssue{Field: "url", Issue: issue})
+			issues = append(issues, schemas.FieldIssue{Field: "url", Issue: issue})
 		}
 	} else if create {
-		issues = append(issues, FieldIssue{Field: "url", Issue: "is required"})
+		issues = append(issues, schemas.FieldIssue{Field: "url", Issue: "is required"})
 	}
 	if in.EventsSet {
 		issues = append(issues, checkEvents(in.Events)...)
 	} else if create {
-		issues = append(issues, FieldIssue{Field: "events", Issue: "is required"})
+		issues = append(issues, schemas.FieldIssue{Field: "events", Issue: "is required"})
 	}
 	if in.Description != nil {
 		if n := utf8.RuneCountInString(*in.Description); n > MaxDescriptionLength {
-			issues = append(issues, FieldIssue{Field: "description", Issue: fmt.Sprintf("must be at most %d characters, got %d", MaxDescriptionLength, n)})
+			issues = append(issues, schemas.FieldIssue{Field: "description", Issue: fmt.Sprintf("must be at most %d characters, got %d", MaxDescriptionLength, n)})
 		}
 	}
 	if in.Ordering != nil && *in.Ordering != schemas.OrderingDefault && *in.Ordering != schemas.OrderingStrict {
-		issues = append(issues, FieldIssue{Field: "ordering", Issue: `must be "default" or "strict"`})
+		issues = append(issues, schemas.FieldIssue{Field: "ordering", Issue: `must be "default" or "strict"`})
 	}
 	if !create && len(obj) == 0 {
-		issues = append(issues, FieldIssue{Field: "body", Issue: "must change at least one of url, events, description, active, ordering"})
+		issues = append(issues, schemas.FieldIssue{Field: "body", Issue: "must change at least one of url, events, description, active, ordering"})
 	}
 	if len(issues) > 0 {
 		return in, invalid(issues...)
@@ -279,36 +279,26 @@ func checkURL(u string, pol urlPolicy) string {
 }
 
 // checkEvents validates a subscription list.
-func checkEvents(events []string) []FieldIssue {
+func checkEvents(events []string) []schemas.FieldIssue {
 	if len(events) == 0 {
-		return []FieldIssue{{Field: "events", Issue: "must contain at least one event type"}}
+		return []schemas.FieldIssue{{Field: "events", Issue: "must contain at least one event type"}}
 	}
 	if len(events) > MaxEvents {
-		return []FieldIssue{{Field: "events", Issue: fmt.Sprintf("must contain at most %d entries", MaxEvents)}}
+		return []schemas.FieldIssue{{Field: "events", Issue: fmt.Sprintf("must contain at most %d entries", MaxEvents)}}
 	}
-	var issues []FieldIssue
+	var issues []schemas.FieldIssue
 	seen := make(map[string]bool, len(events))
 	for i, e := range events {
 		f := fmt.Sprintf("events[%d]", i)
 		switch {
 		case seen[e]:
-			issues = append(issues, FieldIssue{Field: f, Issue: fmt.Sprintf("duplicate event type %q", e)})
+			issues = append(issues, schemas.FieldIssue{Field: f, Issue: fmt.Sprintf("duplicate event type %q", e)})
 		case !schemas.IsSubscription(e):
-			issues = append(issues, FieldIssue{Field: f, Issue: fmt.Sprintf("%q is not an event type of GET /v1/webhooks/events nor a wildcard such as \"document.*\" or \"*\"", clip(e, 100))})
+			issues = append(issues, schemas.FieldIssue{Field: f, Issue: fmt.Sprintf("%q is not an event type of GET /v1/webhooks/events nor a wildcard such as \"document.*\" or \"*\"", schemas.Clip(e, 100))})
 		}
 		seen[e] = true
 	}
 	return issues
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 // decodeTest decodes the optional body of POST …/test: {"event_type": …}.
@@ -320,11 +310,11 @@ func decodeTest(body []byte) (string, *requestError) {
 	if rerr != nil {
 		return "", rerr
 	}
-	var issues []FieldIssue
+	var issues []schemas.FieldIssue
 	et := schemas.TestEventType
 	field(obj, "event_type", "a string", &et, &issues)
 	if len(issues) == 0 && et != schemas.TestEventType && !schemas.IsEventType(et) {
-		issues = append(issues, FieldIssue{Field: "event_type", Issue: fmt.Sprintf("%q is neither \"test\" nor an event type of GET /v1/webhooks/events", clip(et, 100))})
+		issues = append(issues, schemas.FieldIssue{Field: "event_type", Issue: fmt.Sprintf("%q is neither \"test\" nor an event type of GET /v1/webhooks/events", schemas.Clip(et, 100))})
 	}
 	if len(issues) > 0 {
 		return "", invalid(issues...)
@@ -336,12 +326,12 @@ func decodeTest(body []byte) (string, *requestError) {
 type pageParams struct{ page, perPage int }
 
 // parsePage reads page (default 1, ≥ 1) and per_page (default 25, 1..100).
-func parsePage(args *fasthttp.Args, issues *[]FieldIssue) pageParams {
+func parsePage(args *fasthttp.Args, issues *[]schemas.FieldIssue) pageParams {
 	p := pageParams{page: 1, perPage: DefaultPerPage}
 	if args.Has("page") {
 		n, err := strconv.Atoi(string(args.Peek("page")))
 		if err != nil || n < 1 {
-			*issues = append(*issues, FieldIssue{Field: "page", Issue: "must be a whole number of at least 1"})
+			*issues = append(*issues, schemas.FieldIssue{Field: "page", Issue: "must be a whole number of at least 1"})
 		} else {
 			p.page = n
 		}
@@ -349,7 +339,7 @@ func parsePage(args *fasthttp.Args, issues *[]FieldIssue) pageParams {
 	if args.Has("per_page") {
 		n, err := strconv.Atoi(string(args.Peek("per_page")))
 		if err != nil || n < 1 || n > MaxPerPage {
-			*issues = append(*issues, FieldIssue{Field: "per_page", Issue: fmt.Sprintf("must be a whole number from 1 to %d", MaxPerPage)})
+			*issues = append(*issues, schemas.FieldIssue{Field: "per_page", Issue: fmt.Sprintf("must be a whole number from 1 to %d", MaxPerPage)})
 		} else {
 			p.perPage = n
 		}
@@ -367,7 +357,7 @@ func (p pageParams) bounds(total int) (lo, hi int) {
 }
 
 // parseBool reads an optional boolean query parameter ("true" or "false").
-func parseBool(args *fasthttp.Args, name string, issues *[]FieldIssue) *bool {
+func parseBool(args *fasthttp.Args, name string, issues *[]schemas.FieldIssue) *bool {
 	if !args.Has(name) {
 		return nil
 	}
@@ -379,7 +369,7 @@ func parseBool(args *fasthttp.Args, name string, issues *[]FieldIssue) *bool {
 		v := false
 		return &v
 	}
-	*issues = append(*issues, FieldIssue{Field: name, Issue: `must be "true" or "false"`})
+	*issues = append(*issues, schemas.FieldIssue{Field: name, Issue: `must be "true" or "false"`})
 	return nil
 }
 
@@ -393,7 +383,7 @@ func parseIfMatch(ctx *fasthttp.RequestCtx) (int64, *requestError) {
 	v := strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 1 {
-		return 0, invalid(FieldIssue{Field: "If-Match", Issue: "must be the endpoint's version, a whole number of at least 1"})
+		return 0, invalid(schemas.FieldIssue{Field: "If-Match", Issue: "must be the endpoint's version, a whole number of at least 1"})
 	}
 	return n, nil
 }

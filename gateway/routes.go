@@ -1,12 +1,12 @@
 package gateway
 
 import (
-	"github.com/fasthttp/router"
+	mux "github.com/fasthttp/router"
 )
 
 // routes registers every route of the public API: the one place to read
 // what the gateway serves. schemas/openapi.json documents each of them.
-func (g *Gateway) routes(r *router.Router) {
+func (g *Gateway) routes(r *mux.Router) {
 	// Management API: an account API key (see account in auth.go).
 	r.POST("/v1/webhooks/endpoints", g.account("createEndpoint", g.createEndpoint))
 	r.GET("/v1/webhooks/endpoints", g.account("listEndpoints", g.listEndpoints))

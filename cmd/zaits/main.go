@@ -1,9 +1,10 @@
 // Command zaits is the Zaits webhook gateway: one binary, one subcommand per component.
 //
-//	zaits gateway      the public API, event ingestion and the router
+//	zaits gateway      the public API and event ingestion (and a router, by default)
+//	zaits router       fans events out to delivery tasks
 //	zaits dispatcher   delivers tasks to endpoints, retries through delay topics
 //	zaits analytics    writes the delivery log to ClickHouse
-//	zaits all          the three in one process (development, make run)
+//	zaits all          the four in one process (development, make run)
 //	zaits migrate      apply the ClickHouse migrations and exit
 //
 // Every flag can also be set through the environment: -kafka.brokers is
@@ -18,10 +19,11 @@ import (
 const usage = `usage: zaits <subcommand> [flags]
 
 subcommands:
-  gateway      serve the public API, event ingestion and the router
+  gateway      serve the public API and event ingestion (and a router, unless -gateway.router=false)
+  router       fan events out to delivery tasks (the consumer group over <p>.events)
   dispatcher   deliver tasks to endpoints, retry through delay topics
   analytics    write the delivery log to ClickHouse
-  all          run gateway, dispatcher and analytics in one process
+  all          run gateway, router, dispatcher and analytics in one process
   migrate      apply the ClickHouse migrations (analytics does it at start-up too)
   mint-key     mint an API key (-account <id>) or a service token (-service <name>)
 
@@ -35,7 +37,7 @@ func main() {
 		os.Exit(2)
 	}
 	switch cmd := os.Args[1]; cmd {
-	case "gateway", "dispatcher", "analytics", "all":
+	case "gateway", "router", "dispatcher", "analytics", "all":
 		os.Exit(serve(cmd, os.Args[2:]))
 	case "migrate":
 		os.Exit(migrate(os.Args[2:]))

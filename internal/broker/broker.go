@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -115,10 +116,8 @@ func verifyPartitions(ctx context.Context, cfg *Config, cl *kafka.Client, want m
 		if pending == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, 50*time.Millisecond) {
 			return fmt.Errorf("partitions not served yet (%v): %w", pending, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -181,19 +180,17 @@ func unservedPartitions(ctx context.Context, cfg *Config, cl *kafka.Client, name
 func WaitAndEnsureTopics(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
 	defer cancel()
-	backoff := 200 * time.Millisecond
+	backoff := retry.Backoff{Min: 200 * time.Millisecond}
 	for {
 		err := EnsureTopics(ctx, cfg)
 		if err == nil || errors.Is(err, ErrPartitionMismatch) {
 			return err
 		}
-		log.Warn("kafka not ready for topic provisioning, retrying", "brokers", cfg.Brokers, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		wait := backoff.Next()
+		log.Warn("kafka not ready for topic provisioning, retrying", "brokers", cfg.Brokers, "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
 			return fmt.Errorf("kafka at %s not ready within %s: %w", cfg.Brokers, cfg.StartupTimeout, err)
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
@@ -257,18 +254,15 @@ func Offsets(ctx context.Context, cl *kafka.Client, topic string) (first, last m
 	// A broker that just started (or a topic just created) can drop the
 	// connection or answer "not leader" for a moment: retry for a bounded time.
 	deadline := time.Now().Add(15 * time.Second)
-	backoff := 50 * time.Millisecond
+	backoff := retry.Backoff{Min: 50 * time.Millisecond, Max: time.Second}
 	for {
 		first, last, err = offsets(ctx, cl, topic)
 		if err == nil || time.Now().After(deadline) {
 			return first, last, err
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return nil, nil, err
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
 	}
 }
 

@@ -12,11 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/schemas"
 )
 
-// Config is the Kafka configuration shared by every component.
-// The zero value is not usable; RegisterFlags sets the documented defaults.
+// Config is the Kafka configuration shared by every component. A zero field
+// means its documented default (WithDefaults is the one place they are
+// written); a topic missing from Partitions has its default count.
 type Config struct {
 	// Brokers is a comma-separated list of bootstrap addresses. Default 127.0.0.1:9092.
 	Brokers string
@@ -50,14 +52,31 @@ func DefaultPartitions() map[string]int {
 	}
 }
 
+// WithDefaults returns a copy of c with every zero field set to its default
+// (Partitions is copied, with the default count for each missing topic).
+func (c Config) WithDefaults() Config {
+	flagenv.Default(&c.Brokers, "127.0.0.1:9092")
+	flagenv.Default(&c.TopicPrefix, "zaits")
+	flagenv.Default(&c.ReplicationFactor, 1)
+	flagenv.Default(&c.DialTimeout, 3*time.Second)
+	flagenv.Default(&c.StartupTimeout, 60*time.Second)
+	parts := DefaultPartitions()
+	for k, v := range c.Partitions {
+		parts[k] = v
+	}
+	c.Partitions = parts
+	return c
+}
+
 // RegisterFlags registers the kafka.* flags with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Brokers, "kafka.brokers", "127.0.0.1:9092", "comma-separated Kafka bootstrap brokers")
-	fs.StringVar(&c.TopicPrefix, "kafka.topic-prefix", "zaits", "prefix of every topic name (<prefix>.events, ...)")
-	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", 1, "replication factor of created topics (3 in production)")
-	fs.DurationVar(&c.DialTimeout, "kafka.dial-timeout", 3*time.Second, "timeout for connecting to a broker")
-	fs.DurationVar(&c.StartupTimeout, "kafka.startup-timeout", 60*time.Second, "how long to wait for Kafka at start-up")
-	c.Partitions = DefaultPartitions()
+	d := Config{}.WithDefaults()
+	fs.StringVar(&c.Brokers, "kafka.brokers", d.Brokers, "comma-separated Kafka bootstrap brokers")
+	fs.StringVar(&c.TopicPrefix, "kafka.topic-prefix", d.TopicPrefix, "prefix of every topic name (<prefix>.events, ...)")
+	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", d.ReplicationFactor, "replication factor of created topics (3 in production)")
+	fs.DurationVar(&c.DialTimeout, "kafka.dial-timeout", d.DialTimeout, "timeout for connecting to a broker")
+	fs.DurationVar(&c.StartupTimeout, "kafka.startup-timeout", d.StartupTimeout, "how long to wait for Kafka at start-up")
+	c.Partitions = d.Partitions
 	for _, t := range schemas.AllTopics {
 		fs.Var(partitionsValue{c.Partitions, t.Name}, "kafka.partitions."+t.Name, "partitions of <prefix>."+t.Name)
 	}
@@ -87,8 +106,11 @@ func (v partitionsValue) Set(s string) error {
 
 var prefixRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,100}$`)
 
-// Validate reports every problem with the configuration at once.
+// Validate reports every problem with the configuration at once (zero
+// values stand for the defaults).
 func (c *Config) Validate() error {
+	d := c.WithDefaults()
+	c = &d
 	var errs []error
 	if len(c.BrokerList()) == 0 {
 		errs = append(errs, errors.New("kafka.brokers: at least one broker address is required"))
@@ -123,3 +145,13 @@ func (c *Config) BrokerList() []string {
 
 // Topic returns the full name of topic name under this configuration's prefix.
 func (c *Config) Topic(name string) string { return schemas.Topic(c.TopicPrefix, name) }
+
+// Defaulted returns a pointer to a copy of c with its defaults, or nil for
+// a nil c: what each component's configuration keeps.
+func Defaulted(c *Config) *Config {
+	if c == nil {
+		return nil
+	}
+	d := c.WithDefaults()
+	return &d
+}

@@ -39,6 +39,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -127,6 +128,7 @@ type Store struct {
 
 // NewStore returns a store over <prefix>.endpoints; Start fills it.
 func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+	cfg = cfg.withDefaults()
 	c, err := NewCipher(string(cfg.EncryptionKey), cfg.Dev)
 	if err != nil {
 		return nil, err
@@ -208,10 +210,8 @@ func (s *Store) follow(ctx context.Context, r *kafka.Reader, partition int, hwm 
 				return
 			}
 			s.log.Warn("endpoint store: fetch failed, retrying", "partition", partition, "err", err)
-			select {
-			case <-ctx.Done():
+			if !retry.Sleep(ctx, time.Second) {
 				return
-			case <-time.After(time.Second):
 			}
 			continue
 		}

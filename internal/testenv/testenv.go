@@ -10,7 +10,6 @@ package testenv
 
 import (
 	"context"
-	"flag"
 
 	"net"
 	"os"
@@ -53,11 +52,7 @@ func Kafka(t testing.TB, mutate ...func(*broker.Config)) *broker.Config {
 	t.Helper()
 	addr := KafkaAddr()
 	requireReachable(t, "Kafka", addr)
-	cfg := &broker.Config{}
-	cfg.RegisterFlags(flag.NewFlagSet("test", flag.ContinueOnError))
-	cfg.Brokers = addr
-	cfg.TopicPrefix = "test-" + broker.RandomSuffix(10)
-	cfg.StartupTimeout = 30 * time.Second
+	cfg := broker.Defaulted(&broker.Config{Brokers: addr, TopicPrefix: "test-" + broker.RandomSuffix(10), StartupTimeout: 30 * time.Second})
 	for name := range cfg.Partitions {
 		cfg.Partitions[name] = min(cfg.Partitions[name], 4)
 	}

@@ -1,0 +1,102 @@
+package router
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/endpoint"
+	"github.com/zaits/webhooks/internal/flagenv"
+)
+
+// Config configures the router. A zero field means its documented default
+// (withDefaults is the one place they are written); Kafka and Endpoints are
+// filled by the caller from the shared kafka.* and endpoints.* flags.
+type Config struct {
+	Kafka *broker.Config
+	// Endpoints configures the router's endpoint store.
+	Endpoints *endpoint.Config
+	// Dev is development mode (the shared -dev flag).
+	Dev bool
+
+	// OpsListen serves /metrics, /healthz and /readyz. Default 127.0.0.1:9104.
+	OpsListen string
+	// Group is the consumer group over <p>.events. Default "<kafka.topic-prefix>.router".
+	Group string
+	// CommitInterval is how often finished offsets are committed (also on
+	// rebalance and shutdown). Default 1s.
+	CommitInterval time.Duration
+	// Linger is how long the task writer waits to fill a batch. Default 1ms.
+	Linger time.Duration
+	// SessionTimeout is how soon the group reassigns the partitions of a
+	// router that stopped heartbeating (crashed). Default 10s.
+	SessionTimeout time.Duration
+	// DedupWindow is how long an event id is remembered (at least 1h).
+	// Default 1h.
+	DedupWindow time.Duration
+	// DedupIDs bounds the ids remembered per partition of <p>.events
+	// (about 32 bytes each). Default 500000.
+	DedupIDs int
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	c.Kafka = broker.Defaulted(c.Kafka)
+	flagenv.Default(&c.OpsListen, "127.0.0.1:9104")
+	if c.Group == "" && c.Kafka != nil {
+		c.Group = c.Kafka.Topic("router")
+	}
+	flagenv.Default(&c.CommitInterval, time.Second)
+	flagenv.Default(&c.Linger, time.Millisecond)
+	flagenv.Default(&c.SessionTimeout, 10*time.Second)
+	flagenv.Default(&c.DedupWindow, time.Hour)
+	flagenv.Default(&c.DedupIDs, 500000)
+	return c
+}
+
+// RegisterFlags registers the router.* flags with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	d := Config{}.withDefaults()
+	fs.StringVar(&c.OpsListen, "router.ops-listen", d.OpsListen, "address of the router's /metrics, /healthz and /readyz")
+	fs.StringVar(&c.Group, "router.group", "", "consumer group of the routers (empty: <kafka.topic-prefix>.router)")
+	fs.DurationVar(&c.CommitInterval, "router.commit-interval", d.CommitInterval, "how often the router commits the offsets of events whose tasks are acknowledged")
+	fs.DurationVar(&c.Linger, "router.linger", d.Linger, "how long the router's task writer waits to fill a batch")
+	fs.DurationVar(&c.SessionTimeout, "router.session-timeout", d.SessionTimeout, "how soon the partitions of a router that stopped heartbeating move to another one")
+	fs.DurationVar(&c.DedupWindow, "router.dedup-window", d.DedupWindow, "how long a routed event id is remembered to drop a re-published duplicate (at least 1h)")
+	fs.IntVar(&c.DedupIDs, "router.dedup-ids", d.DedupIDs, "event ids remembered per partition of <p>.events (~32 bytes each); bounds the window's memory")
+}
+
+// Validate reports every problem with the configuration at once (zero
+// values stand for the defaults).
+func (c *Config) Validate() error { return c.withDefaults().validate() }
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Kafka == nil || c.Endpoints == nil {
+		errs = append(errs, errors.New("router: kafka or endpoints configuration missing"))
+	} else {
+		errs = append(errs, c.Kafka.Validate(), c.Endpoints.Validate())
+	}
+	if _, _, err := net.SplitHostPort(c.OpsListen); err != nil {
+		errs = append(errs, fmt.Errorf("router.ops-listen: %q is not host:port: %w", c.OpsListen, err))
+	}
+	if c.CommitInterval < 10*time.Millisecond || c.CommitInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("router.commit-interval: must be 10ms..1m, got %s", c.CommitInterval))
+	}
+	if c.Linger < 0 || c.Linger > time.Second {
+		errs = append(errs, fmt.Errorf("router.linger: must be 0..1s, got %s", c.Linger))
+	}
+	if c.SessionTimeout < 6*time.Second || c.SessionTimeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("router.session-timeout: must be 6s..5m (the broker's group session bounds), got %s", c.SessionTimeout))
+	}
+	if c.DedupWindow < time.Hour {
+		errs = append(errs, fmt.Errorf("router.dedup-window: must be at least 1h, got %s", c.DedupWindow))
+	}
+	if c.DedupIDs < 1000 {
+		errs = append(errs, fmt.Errorf("router.dedup-ids: must be at least 1000, got %d", c.DedupIDs))
+	}
+	return errors.Join(errs...)
+}
