@@ -147,7 +147,7 @@ type History struct {
 	conn    driver.Conn
 	db      string
 	seconds *prometheus.HistogramVec
-	sql     map[string]string
+	sql     map[string]string // statement name → text in db
 }
 
 // NewHistory reads the delivery log in database db through conn. Its
@@ -162,11 +162,14 @@ func NewHistory(conn driver.Conn, db string, reg prometheus.Registerer) (*Histor
 	if err := reg.Register(h.seconds); err != nil {
 		return nil, fmt.Errorf("analytics history metrics: %w", err)
 	}
-	for name, stmt := range statements {
-		h.sql[name] = inDB(stmt, db)
+	for _, stmt := range statements {
+		h.sql[stmt.name] = stmt.in(db)
 	}
 	return h, nil
 }
+
+// text is stmt with this history's database put in.
+func (h *History) text(stmt statement) string { return h.sql[stmt.name] }
 
 func (h *History) observe(name string, start time.Time) {
 	h.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
@@ -184,17 +187,17 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 	var total uint64
 	var ids pageIDs
 	if f.Status == schemas.OutcomeRetrying {
-		if err := h.conn.QueryRow(ctx, h.sql["retrying_total"], accountID, endpointID, f.EventType, f.EventType).Scan(&total); err != nil {
+		if err := h.conn.QueryRow(ctx, h.text(sqlRetryingTotal), accountID, endpointID, f.EventType, f.EventType).Scan(&total); err != nil {
 			return nil, 0, fmt.Errorf("count deliveries: %w", err)
 		}
 		if uint64(offset) < total {
 			var err error
-			if ids, err = h.ids(ctx, "retrying_ids", accountID, endpointID, f.EventType, f.EventType, offset, perPage); err != nil {
+			if ids, err = h.ids(ctx, sqlRetryingIDs, accountID, endpointID, f.EventType, f.EventType, offset, perPage); err != nil {
 				return nil, 0, err
 			}
 		}
 	} else {
-		if err := h.conn.QueryRow(ctx, h.sql["deliveries_total"], accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status).Scan(&total); err != nil {
+		if err := h.conn.QueryRow(ctx, h.text(sqlDeliveriesTotal), accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status).Scan(&total); err != nil {
 			return nil, 0, fmt.Errorf("count deliveries: %w", err)
 		}
 		// A full page among the last day's deliveries is the page: every
@@ -204,7 +207,7 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 				break
 			}
 			var err error
-			if ids, err = h.ids(ctx, "delivery_ids", accountID, endpointID, since, f.EventType, f.EventType, f.Status, f.Status, offset, perPage); err != nil {
+			if ids, err = h.ids(ctx, sqlDeliveryIDs, accountID, endpointID, since, f.EventType, f.EventType, f.Status, f.Status, offset, perPage); err != nil {
 				return nil, 0, err
 			}
 			if len(ids.ids) == perPage {
@@ -216,7 +219,7 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 	if len(ids.ids) == 0 {
 		return out, int(total), nil
 	}
-	rows, err := h.conn.Query(ctx, h.sql["delivery_rows"], accountID, endpointID, ids.from.Unix(), ids.to.Unix(), clickhouse.GroupSet{Value: ids.ids})
+	rows, err := h.conn.Query(ctx, h.text(sqlDeliveryRows), accountID, endpointID, ids.from.Unix(), ids.to.Unix(), clickhouse.GroupSet{Value: ids.ids})
 	if err != nil {
 		return nil, 0, fmt.Errorf("list deliveries: %w", err)
 	}
@@ -253,9 +256,9 @@ type pageIDs struct {
 }
 
 // ids runs a page-of-delivery-ids query.
-func (h *History) ids(ctx context.Context, query string, args ...any) (pageIDs, error) {
+func (h *History) ids(ctx context.Context, query statement, args ...any) (pageIDs, error) {
 	var p pageIDs
-	rows, err := h.conn.Query(ctx, h.sql[query], args...)
+	rows, err := h.conn.Query(ctx, h.text(query), args...)
 	if err != nil {
 		return p, fmt.Errorf("page of deliveries: %w", err)
 	}
@@ -284,7 +287,7 @@ func (h *History) ids(ctx context.Context, query string, args ...any) (pageIDs, 
 // account's endpoint has no such delivery.
 func (h *History) Delivery(ctx context.Context, accountID, endpointID, deliveryID string) (DeliveryDetail, bool, error) {
 	defer h.observe("delivery", time.Now())
-	rows, err := h.conn.Query(ctx, h.sql["delivery_attempts"], accountID, endpointID, deliveryID, accountID, endpointID, deliveryID)
+	rows, err := h.conn.Query(ctx, h.text(sqlDeliveryAttempts), accountID, endpointID, deliveryID, accountID, endpointID, deliveryID)
 	if err != nil {
 		return DeliveryDetail{}, false, fmt.Errorf("delivery attempts: %w", err)
 	}
@@ -345,14 +348,14 @@ func (h *History) Stats(ctx context.Context, accountID, endpointID string, windo
 	since := time.Now().Add(-window).Unix()
 	s := Stats{Window: window.String()}
 	var all, ok, finished uint64
-	if err := h.conn.QueryRow(ctx, h.sql["status_counts"], accountID, endpointID, since).Scan(&all, &ok, &finished); err != nil {
+	if err := h.conn.QueryRow(ctx, h.text(sqlStatusCounts), accountID, endpointID, since).Scan(&all, &ok, &finished); err != nil {
 		return Stats{}, fmt.Errorf("status counts: %w", err)
 	}
 	s.Total, s.Succeeded, s.Failed, s.Retrying = int(all), int(ok), int(finished-ok), int(all-finished)
 	s.SuccessRate = rate(ok, finished)
 	var attempts uint64
 	var q []float64
-	if err := h.conn.QueryRow(ctx, h.sql["latency"], accountID, endpointID, since).Scan(&attempts, &q); err != nil {
+	if err := h.conn.QueryRow(ctx, h.text(sqlLatency), accountID, endpointID, since).Scan(&attempts, &q); err != nil {
 		return Stats{}, fmt.Errorf("latency percentiles: %w", err)
 	}
 	s.Attempts = int(attempts)
@@ -380,7 +383,7 @@ func (h *History) Summaries(ctx context.Context, accountID string, endpointIDs [
 		ids[i] = id
 	}
 	set := clickhouse.GroupSet{Value: ids}
-	rows, err := h.conn.Query(ctx, h.sql["last_delivery"], accountID, set)
+	rows, err := h.conn.Query(ctx, h.text(sqlLastDelivery), accountID, set)
 	if err != nil {
 		return nil, fmt.Errorf("last deliveries: %w", err)
 	}
@@ -398,7 +401,7 @@ func (h *History) Summaries(ctx context.Context, accountID string, endpointIDs [
 		return nil, fmt.Errorf("last deliveries: %w", err)
 	}
 	rows.Close()
-	rows, err = h.conn.Query(ctx, h.sql["success_counts"], accountID, set, time.Now().Add(-window).Unix())
+	rows, err = h.conn.Query(ctx, h.text(sqlSuccessCounts), accountID, set, time.Now().Add(-window).Unix())
 	if err != nil {
 		return nil, fmt.Errorf("success rates: %w", err)
 	}

@@ -20,7 +20,7 @@ import (
 // two processes migrating at once do no harm.
 func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int, log *slog.Logger) error {
 	var version string
-	if err := conn.QueryRow(ctx, sqlVersion).Scan(&version); err != nil {
+	if err := conn.QueryRow(ctx, sqlVersion.text).Scan(&version); err != nil {
 		return fmt.Errorf("clickhouse version: %w", err)
 	}
 	modern, err := chschema.Modern(version)
@@ -31,13 +31,13 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int
 	if err != nil {
 		return err
 	}
-	for _, stmt := range []string{sqlCreateDatabase, sqlCreateMigrations} {
-		if err := conn.Exec(ctx, inDB(stmt, db)); err != nil {
+	for _, stmt := range []statement{sqlCreateDatabase, sqlCreateMigrations} {
+		if err := conn.Exec(ctx, stmt.in(db)); err != nil {
 			return fmt.Errorf("migrations table in %s: %w", db, err)
 		}
 	}
 	applied := map[uint32]bool{}
-	rows, err := conn.Query(ctx, inDB(sqlAppliedMigrations, db))
+	rows, err := conn.Query(ctx, sqlAppliedMigrations.in(db))
 	if err != nil {
 		return fmt.Errorf("read %s.schema_migrations: %w", db, err)
 	}
@@ -68,8 +68,8 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int
 		log.Info("clickhouse migration applied", "migration", m.Name, "database", db, "server", version)
 	}
 	if modern {
-		for _, stmt := range []string{sqlRetentionTTL, sqlRetentionTTLIndex} {
-			if err := conn.Exec(ctx, inDB(stmt, db), retentionDays); err != nil {
+		for _, stmt := range []statement{sqlRetentionTTL, sqlRetentionTTLIndex} {
+			if err := conn.Exec(ctx, stmt.in(db), retentionDays); err != nil {
 				return fmt.Errorf("retention ttl: %w", err)
 			}
 		}
@@ -78,7 +78,7 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int
 }
 
 func record(ctx context.Context, conn driver.Conn, db string, m chschema.Migration) error {
-	b, err := conn.PrepareBatch(ctx, inDB(sqlRecordMigration, db))
+	b, err := conn.PrepareBatch(ctx, sqlRecordMigration.in(db))
 	if err != nil {
 		return err
 	}

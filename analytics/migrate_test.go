@@ -26,7 +26,7 @@ func TestMigrateIsIdempotentAndRecorded(t *testing.T) {
 		}
 	}
 	var version string
-	if err := conn.QueryRow(ctx, sqlVersion).Scan(&version); err != nil {
+	if err := conn.QueryRow(ctx, sqlVersion.text).Scan(&version); err != nil {
 		t.Fatal(err)
 	}
 	modern, err := chschema.Modern(version)
@@ -117,7 +117,7 @@ func TestDropExpiredPartitions(t *testing.T) {
 		a := attemptOf("acc", "we", "evt"+string(rune('a'+i)), "t", 1, schemas.OutcomeSuccess, 200, 1, accepted)
 		b.add(&a)
 	}
-	w := &writer{conn: conn, insert: inDB(sqlInsertAttempts, db)}
+	w := &writer{conn: conn, insert: sqlInsertAttempts.in(db)}
 	if err := w.insertOnce(ctx, &b); err != nil {
 		t.Fatal(err)
 	}

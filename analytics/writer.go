@@ -102,7 +102,7 @@ func newWriter(cfg Config, log *slog.Logger, conn driver.Conn, m writerMetrics) 
 	return &writer{
 		log:    log,
 		conn:   conn,
-		insert: inDB(sqlInsertAttempts, cfg.ClickHouseDatabase),
+		insert: sqlInsertAttempts.in(cfg.ClickHouseDatabase),
 		rcfg:   rcfg,
 		rows:   cfg.BatchRows,
 		every:  cfg.BatchInterval,
