@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
 
 export ZAITS_STATE_DIR := $(STATE)
 
-.PHONY: run test stop stack build lint tools chdb bench
+.PHONY: run test stop stack build lint fuzz tools chdb bench
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground;
 ## Ctrl-C stops the system and the servers this run started
@@ -23,8 +23,16 @@ run: build
 ## every test, integration tests included
 test: tools stack chdb lint
 	$(GO) test $(TEST_FLAGS) ./...
-	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoint -fuzztime 5s ./gateway
-	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 5s ./gateway
+	$(MAKE) --no-print-directory fuzz
+
+## fuzz: every fuzz target of the module (each `func FuzzX` in a _test.go file), FUZZTIME each
+FUZZTIME ?= 5s
+fuzz:
+	@git grep -n '^func Fuzz[A-Za-z0-9_]*(' -- '*_test.go' | sed -E 's|^(.*)/[^/]*_test.go:[0-9]+:func (Fuzz[A-Za-z0-9_]*)\(.*|./\1 \2|' | sort -u | \
+	while read -r pkg name; do \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null || exit 1; \
+	done
 
 ## stop: stop the Kafka and ClickHouse processes the scripts started
 stop:

@@ -103,7 +103,7 @@ type partition struct {
 	committed     int64            // last committed offset; guarded by commitMu
 	committedMeta string           // and its resume record; guarded by commitMu
 
-	commitMu *sync.Mutex // the generation's: commits are computed and sent one at a time
+	commitMu *sync.Mutex // the generation's: commits are computed and sent one at a time; taken before mu (internal/locksordering.txt)
 
 	// stopping ends with the generation: no more reads, strict retries give up.
 	// lanesCtx ends when the drain is over: lanes stop taking tasks.

@@ -102,8 +102,9 @@ type accountCache struct {
 }
 
 // Store is the in-memory view of <p>.endpoints plus the write path.
-//
-// Lock order: mu is never held while calling Kafka or waiting on a channel.
+// Locks: mu (read) may be held while taking an accountCache's mu, never the
+// reverse; mu is never held while calling Kafka or waiting on a channel
+// (internal/locksordering.txt).
 type Store struct {
 	cfg    Config
 	kafka  *broker.Config
