@@ -11,8 +11,10 @@
 #   PyPI    kubernetes-validate (a venv under .state/): offline Kubernetes API schemas
 #   Go      helm, run through `go run` from the module proxy (built once, then cached)
 # Checks:
-#   promtool check rules / check config, helm lint, helm template | kubernetes-validate,
-#   docker-compose config, and every JSON file of the Grafana provisioning parses.
+#   promtool check rules / test rules / check config, the Grafana files parse, the
+#   Dockerfile's build command gives a static binary, helm lint + helm template |
+#   kubernetes-validate (two sets of values, two Kubernetes versions), docker-compose config.
+# The check against a running system is a Go test: go test ./deploy/ (make deploy-check runs both).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/local/lib.sh"
 
@@ -62,6 +64,9 @@ static() {
   step "promtool check rules deploy/prometheus/alerts.yml"
   promtool check rules "$DEPLOY/prometheus/alerts.yml"
 
+  step "promtool test rules deploy/prometheus/alerts_test.yml (every alert fires on its condition, not on its healthy twin)"
+  promtool test rules "$DEPLOY/prometheus/alerts_test.yml"
+
   step "promtool check config deploy/prometheus/prometheus.yml (and the rule file it names)"
   promtool check config "$DEPLOY/prometheus/prometheus.yml"
 
@@ -74,7 +79,7 @@ static() {
   step "the image's build command gives a static binary (deploy/docker/Dockerfile, build stage)"
   (cd "$ROOT" && CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o "$tmp/zaits" ./cmd/zaits)
   if ldd "$tmp/zaits" >/dev/null 2>&1; then die "the zaits binary is dynamically linked"; fi
-  log "static: $(file -b "$tmp/zaits" 2>/dev/null || echo "ldd: not a dynamic executable"), $(du -h "$tmp/zaits" | cut -f1)"
+  log "static binary (ldd: not a dynamic executable), $(du -h "$tmp/zaits" | cut -f1)"
 
   local values kube
   for values in "$chart"/ci/*-values.yaml; do
