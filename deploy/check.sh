@@ -22,8 +22,8 @@ DEPLOY="$ROOT/deploy"
 HELM_VERSION="${ZAITS_HELM_VERSION:-v3.22.0}"
 KUBERNETES_VALIDATE_VERSION="${ZAITS_KUBERNETES_VALIDATE_VERSION:-1.37.0}"
 # The Kubernetes API versions the chart's objects are validated against: the
-# oldest and the newest whose schemas kubernetes-validate ships that the chart supports.
-KUBERNETES_VERSIONS="${ZAITS_KUBERNETES_VERSIONS:-1.29.0 1.37.0}"
+# oldest the chart supports (Chart.yaml kubeVersion) and the newest kubernetes-validate ships.
+KUBERNETES_VERSIONS="${ZAITS_KUBERNETES_VERSIONS:-1.25.0 1.37.0}"
 VENV="$STATE_DIR/deploy-venv"
 HELM=(go run "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
 
@@ -71,9 +71,9 @@ static() {
   promtool check config "$DEPLOY/prometheus/prometheus.yml"
 
   step "Grafana dashboard and provisioning files parse"
-  for f in "$DEPLOY"/grafana/dashboards/*.json; do python3 -m json.tool "$f" >/dev/null || die "$f is not JSON"; done
+  for f in "$DEPLOY"/grafana/dashboards/*.json; do "$VENV/bin/python" -m json.tool "$f" >/dev/null || die "$f is not JSON"; done
   for f in "$DEPLOY"/grafana/provisioning/*/*.yml; do
-    python3 -c 'import sys,yaml; yaml.safe_load(open(sys.argv[1]))' "$f" || die "$f is not YAML"
+    "$VENV/bin/python" -c 'import sys,yaml; yaml.safe_load(open(sys.argv[1]))' "$f" || die "$f is not YAML"
   done
 
   step "the image's build command gives a static binary (deploy/docker/Dockerfile, build stage)"

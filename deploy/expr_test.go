@@ -1,8 +1,7 @@
-// Package deploy checks the deployment files against a running system:
-// deploycheck_test.go starts zaits and a real Prometheus and queries every
-// alert and dashboard expression. This file reads those expressions out of
-// deploy/prometheus/alerts.yml and deploy/grafana/dashboards/*.json, so a new
-// rule or panel is checked without touching the test.
+// This file reads the expressions out of deploy/prometheus/alerts.yml and
+// deploy/grafana/dashboards/*.json, so a new rule or panel is checked
+// without touching the test.
+
 package deploy
 
 import (
