@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
 
 export ZAITS_STATE_DIR := $(STATE)
 
-.PHONY: run test stop stack build lint fuzz tools chdb bench
+.PHONY: run test stop stack build lint fuzz tools chdb bench deploy-check
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground;
 ## Ctrl-C stops the system and the servers this run started
@@ -22,6 +22,7 @@ run: build
 ## test: start the stack if needed, then lint (gofmt, go vet, staticcheck: CI enforces it) and
 ## every test, integration tests included
 test: tools stack chdb lint
+	deploy/check.sh
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -52,6 +53,14 @@ build: tools
 bench: build stack
 	$(GO) build -o $(STATE)/bin/zaits-bench ./bench/cmd/zaits-bench
 	$(STATE)/bin/zaits-bench $(BENCH_FLAGS)
+
+## deploy-check: install the deployment checkers (Debian prometheus and docker-compose,
+## kubernetes-validate in .state/, helm from the module proxy), check deploy/ statically (promtool,
+## helm lint + template | kubernetes-validate, docker-compose config), then the Go test that runs a
+## real Prometheus against a running zaits and queries every alert and dashboard expression
+deploy-check: tools stack
+	deploy/check.sh
+	$(GO) test $(TEST_FLAGS) ./deploy/
 
 ## lint: gofmt check, go vet, staticcheck
 lint: tools

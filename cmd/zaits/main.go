@@ -26,6 +26,7 @@ subcommands:
   all          run gateway, router, dispatcher and analytics in one process
   migrate      apply the ClickHouse migrations (analytics does it at start-up too)
   mint-key     mint an API key (-account <id>) or a service token (-service <name>)
+  probe        exit 0 when GET <url> answers 200 (container health checks)
 
 Run 'zaits <subcommand> -h' for its flags. Every flag can be set from the
 environment as ZAITS_<FLAG>, e.g. -kafka.brokers is ZAITS_KAFKA_BROKERS.
@@ -43,6 +44,8 @@ func main() {
 		os.Exit(migrate(os.Args[2:]))
 	case "mint-key":
 		os.Exit(mintKey(os.Args[2:], os.Stdout, os.Stderr))
+	case "probe":
+		os.Exit(probe(os.Args[2:], os.Stderr))
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 	default:
