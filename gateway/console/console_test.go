@@ -45,7 +45,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatal("the key field is not marked invalid")
 	}
 	// The right key, by keyboard.
-	b.do("type the key", chromedp.Clear(chromedp.CSS("input[name=api_key]")), chromedp.Focus(chromedp.CSS("input[name=api_key]")), chromedp.KeyEvent(sys.key), chromedp.KeyEvent(kb.Enter))
+	b.do("type the key", clearField("input[name=api_key]"), chromedp.Focus(chromedp.CSS("input[name=api_key]")), chromedp.KeyEvent(sys.key), chromedp.KeyEvent(kb.Enter))
 	b.waitText("h1", "Endpoints")
 	b.waitText("#endpoint-list", "No endpoints yet")
 	if got := eval[string](b, `sessionStorage.getItem('zaits.console.apiKey')`); got != sys.key {
@@ -61,7 +61,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.do("new endpoint", chromedp.Click(chromedp.CSS("a[href='#/endpoints/new']")))
 	b.waitText("h1", "New endpoint")
 	b.waitJS(10*time.Second, `!!document.querySelector('#ev-document-signed')`)
-	b.do("bad url", chromedp.SendKeys(chromedp.CSS("input[name=url]"), "not a url"), chromedp.SendKeys(chromedp.ID("events-other"), "nope.*"))
+	b.do("bad url", chromedp.SendKeys(chromedp.CSS("input[name=url]"), "not-a-url"), chromedp.SendKeys(chromedp.ID("events-other"), "nope.*"))
 	b.do("submit", chromedp.Click(chromedp.CSS("button[type=submit]")))
 	b.waitText("[data-field=url] .field-error", "must be an absolute URL")
 	b.waitText("[data-field=events] .field-error", `events[0]: "nope.*" is not an event type`)
@@ -72,8 +72,8 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.shot("02-endpoint-form-errors.png")
 
 	b.do("fix the form",
-		chromedp.Clear(chromedp.CSS("input[name=url]")), chromedp.SendKeys(chromedp.CSS("input[name=url]"), rc.url),
-		chromedp.Clear(chromedp.ID("events-other")),
+		clearField("input[name=url]"), chromedp.SendKeys(chromedp.CSS("input[name=url]"), rc.url),
+		clearField("#events-other"),
 		chromedp.Click(chromedp.ID("ev-document-signed")), chromedp.Click(chromedp.ID("ev-face-verified")),
 		chromedp.SendKeys(chromedp.CSS("textarea[name=description]"), "Console test receiver"),
 		chromedp.Click(chromedp.CSS("button[type=submit]")))
@@ -120,7 +120,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// Filters, by keyboard: status "Failed" (typeahead in the closed select).
 	b.do("filter failed", chromedp.Focus(chromedp.ID("filter-status")), chromedp.KeyEvent("f"))
 	b.waitJS(20*time.Second, `document.querySelector('#deliveries').dataset.total === '3' && location.hash.includes('status=failed')`)
-	b.do("filter document.signed", chromedp.SetValue(chromedp.ID("filter-status"), ""), chromedp.SetValue(chromedp.ID("filter-event-type"), "document.signed"))
+	b.do("filter document.signed", clearField("#filter-status"), chromedp.SetValue(chromedp.ID("filter-event-type"), "document.signed"))
 	eval[bool](b, `document.querySelector('#filter-event-type').dispatchEvent(new Event('change')), true`)
 	b.waitJS(20*time.Second, `document.querySelector('#deliveries').dataset.total === '6' && document.querySelectorAll('#deliveries .badge-success').length === 6`)
 	b.do("filter face.verified", chromedp.SetValue(chromedp.ID("filter-event-type"), "face.verified"))
@@ -128,10 +128,11 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.waitJS(20*time.Second, `document.querySelector('#deliveries').dataset.total === '3' && document.querySelectorAll('#deliveries .badge-failed').length === 3`)
 	b.do("pause refresh", chromedp.Click(chromedp.CSS("button[aria-pressed]")))
 	b.accessible("endpoint page")
-	b.do("clear filters", chromedp.SetValue(chromedp.ID("filter-event-type"), ""))
+	b.do("clear filters", clearField("#filter-event-type"))
 	eval[bool](b, `document.querySelector('#filter-event-type').dispatchEvent(new Event('change')), true`)
 	b.waitJS(20*time.Second, `document.querySelector('#deliveries').dataset.total === '10'`)
 	b.shot("04-endpoint.png")
+
 
 	// One failed delivery: five attempts with status, latency, error, excerpt.
 	b.do("filter failed again", chromedp.Focus(chromedp.ID("filter-status")), chromedp.KeyEvent("f"))
@@ -154,7 +155,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.waitText("h1", rc.url)
 	b.do("edit", chromedp.Click(chromedp.CSS("a[href$='/edit']")))
 	b.waitText("h1", "Edit endpoint")
-	b.do("change description", chromedp.Clear(chromedp.CSS("textarea[name=description]")),
+	b.do("change description", clearField("textarea[name=description]"),
 		chromedp.SendKeys(chromedp.CSS("textarea[name=description]"), "Renamed in the console"),
 		chromedp.Click(chromedp.CSS("button[type=submit]")))
 	b.waitText(".facts", "Renamed in the console")
