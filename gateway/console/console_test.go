@@ -133,7 +133,6 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.waitJS(20*time.Second, `document.querySelector('#deliveries').dataset.total === '10'`)
 	b.shot("04-endpoint.png")
 
-
 	// One failed delivery: five attempts with status, latency, error, excerpt.
 	b.do("filter failed again", chromedp.Focus(chromedp.ID("filter-status")), chromedp.KeyEvent("f"))
 	b.waitJS(20*time.Second, `document.querySelector('#deliveries').dataset.total === '3'`)

@@ -108,7 +108,10 @@ func startSystem(t *testing.T) *system {
 
 type testWriter struct{ t testing.TB }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 // call makes one API request with the system's key and decodes the envelope.
 func (s *system) call(t testing.TB, method, path string, body any) (int, map[string]any) {
