@@ -18,6 +18,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"mime"
 	"path"
@@ -103,6 +104,15 @@ func New() *Console {
 	if err != nil {
 		panic("console: " + err.Error())
 	}
+	// Every module is preloaded at once: the browser need not discover
+	// them import by import.
+	var preload bytes.Buffer
+	for _, n := range names {
+		if path.Ext(n) == ".js" && n != "main.js" {
+			fmt.Fprintf(&preload, "<link rel=\"modulepreload\" href=\"%s/%s\">\n", c.AssetsPath(), n)
+		}
+	}
+	page = bytes.ReplaceAll(page, []byte("{{preload}}\n"), preload.Bytes())
 	c.page = bytes.ReplaceAll(page, []byte("{{assets}}"), []byte(c.AssetsPath()))
 	return c
 }

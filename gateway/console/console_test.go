@@ -39,13 +39,13 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.shot("01-sign-in.png")
 
 	// A wrong key: the API's own message at the key field.
-	b.do("type a wrong key", chromedp.Focus(chromedp.CSS("input[name=api_key]")), chromedp.KeyEvent("zk_not_a_key"), chromedp.KeyEvent(kb.Enter))
+	b.do("type a wrong key", chromedp.Focus(chromedp.CSS("#api-key")), chromedp.KeyEvent("zk_not_a_key"), chromedp.KeyEvent(kb.Enter))
 	b.waitText(".field-error", "a valid API key is required")
-	if got := eval[bool](b, `document.querySelector('input[name=api_key]').getAttribute('aria-invalid') === 'true'`); !got {
+	if got := eval[bool](b, `document.querySelector('#api-key').getAttribute('aria-invalid') === 'true'`); !got {
 		t.Fatal("the key field is not marked invalid")
 	}
 	// The right key, by keyboard.
-	b.do("type the key", clearField("input[name=api_key]"), chromedp.Focus(chromedp.CSS("input[name=api_key]")), chromedp.KeyEvent(sys.key), chromedp.KeyEvent(kb.Enter))
+	b.do("type the key", clearField("#api-key"), chromedp.Focus(chromedp.CSS("#api-key")), chromedp.KeyEvent(sys.key), chromedp.KeyEvent(kb.Enter))
 	b.waitText("h1", "Endpoints")
 	b.waitText("#endpoint-list", "No endpoints yet")
 	if got := eval[string](b, `sessionStorage.getItem('zaits.console.apiKey')`); got != sys.key {
@@ -161,6 +161,20 @@ func TestConsoleInABrowser(t *testing.T) {
 	if code, v := sys.call(t, "GET", "/v1/webhooks/endpoints/"+id, nil); code != 200 || v["data"].(map[string]any)["description"] != "Renamed in the console" {
 		t.Fatalf("after edit: %d %v", code, v)
 	}
+
+	// The list: URL, description, events, status, success rate, last delivery.
+	b.do("the list", chromedp.Click(chromedp.CSS("#nav a[href='#/endpoints']")))
+	b.waitJS(20*time.Second, `!!document.querySelector('#endpoint-list tbody tr')`)
+	row := b.text("#endpoint-list tbody tr")
+	for _, want := range []string{rc.url, "Renamed in the console", "document.signed", "face.verified", "active", "70.0 %", "ago"} {
+		if !strings.Contains(row, want) {
+			t.Fatalf("the list's row lacks %q: %s", want, row)
+		}
+	}
+	b.accessible("endpoints")
+	b.shot("06-endpoints.png")
+	b.do("open the endpoint", chromedp.Click(chromedp.CSS("#endpoint-list tbody a")))
+	b.waitText("h1", rc.url)
 
 	// Rotate: confirm, the new secret once.
 	b.do("rotate", chromedp.Click(chromedp.CSS("button.btn:not(.btn-danger):not(.btn-primary):not(.btn-quiet)")))

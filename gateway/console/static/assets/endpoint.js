@@ -40,6 +40,18 @@ export async function endpointPage(ctx) {
   const call = (method, path, opts = {}) => api(method, path, { signal: abort.signal, ...opts });
   const pushQuery = () => ctx.setQuery({ status: state.status, event_type: state.eventType, page: state.page > 1 ? state.page : '', window: state.window !== '1h' ? state.window : '' });
 
+  // The first page of deliveries and the stats are asked for at once, in
+  // parallel with the endpoint itself: the page waits for the slowest, not
+  // for their sum.
+  const fetchDeliveries = () => call('GET', routes.deliveries(id), { query: { status: state.status, event_type: state.eventType, page: state.page, per_page: PER_PAGE } });
+  const fetchStats = () => {
+    const w = windows.find((x) => x.value === state.window);
+    return call('GET', routes.stats(id), { query: { window: w.value, bucket: w.bucket } });
+  };
+  const early = { deliveries: fetchDeliveries(), stats: fetchStats() };
+  Object.values(early).forEach((p) => p.catch(() => {})); // read below; a failure shows there
+  const take = (name) => { const p = early[name]; early[name] = null; return p; };
+
   document.title = 'Endpoint · Zaits console';
   const title = h('h1', { tabindex: '-1', class: 'url', text: id });
   replace(ctx.main,
@@ -95,7 +107,7 @@ export async function endpointPage(ctx) {
         h('p', { class: 'small muted', text: 'Response body' }),
         h('pre', { class: 'excerpt', tabindex: '0', role: 'region', 'aria-label': 'Response body of the test', text: r.response_body || '(empty)' }));
       announce(`Test sent: ${r.response_status ? `HTTP ${r.response_status}` : 'no response'} in ${r.response_time} ms`);
-      setTimeout(() => loadDeliveries().catch(() => {}), 1500);
+      setTimeout(() => { loadDeliveries().catch(() => {}); loadStats().catch(() => {}); }, 1500);
     } catch (err) {
       if (err.name === 'AbortError' || err.status === 401) return;
       testResult.replaceChildren();
@@ -154,9 +166,10 @@ export async function endpointPage(ctx) {
       h('div', { class: 'inline-field' }, h('label', { for: 'chart-window', text: 'Window' }), windowSel)),
     chartTotals, charts);
 
+  let chartsDrawn = false;
   async function loadStats() {
     const w = windows.find((x) => x.value === state.window);
-    const st = (await call('GET', routes.stats(id), { query: { window: w.value, bucket: w.bucket } })).data;
+    const st = (await (take('stats') || fetchStats())).data;
     const bucketMs = durMS(w.bucket);
     const perMin = 60e3 / bucketMs;
     const series = st.series || [];
@@ -179,6 +192,10 @@ export async function endpointPage(ctx) {
         title: 'Publish → receipt latency', series, bucketMs, fmt: fmtMS,
         lines: [{ label: 'p50', cls: 'c-p50', value: (b) => b.p50_ms }, { label: 'p99', cls: 'c-p99', value: (b) => b.p99_ms }],
       }));
+    if (!chartsDrawn) {
+      chartsDrawn = true;
+      performance.mark('console:charts-rendered');
+    }
   }
 
   // Deliveries.
@@ -213,7 +230,7 @@ export async function endpointPage(ctx) {
   let firstRender = true;
   async function loadDeliveries() {
     const mine = ++seq;
-    const r = await call('GET', routes.deliveries(id), { query: { status: state.status, event_type: state.eventType, page: state.page, per_page: PER_PAGE } });
+    const r = await (take('deliveries') || fetchDeliveries());
     if (mine !== seq) return; // a newer request (filter change) is on its way
     listError.replaceChildren();
     const focusKey = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
@@ -238,6 +255,7 @@ export async function endpointPage(ctx) {
         pager(r.pagination, goPage, 'Delivery pages'));
     }
     list.dataset.rendered = String(r.data.length);
+    list.dataset.page = String(r.pagination.page);
     list.dataset.total = String(r.pagination.total);
     updated.textContent = `Updated ${new Date().toLocaleTimeString()}${state.paused ? '' : ' · refreshes every 5 s'}`;
     if (focusKey) list.querySelector(`[data-focus-key="${CSS.escape(focusKey)}"]`)?.focus();

@@ -5,7 +5,8 @@ import { field, formAlert, showErrors, clearErrors } from './form.js';
 
 export function signInPage(ctx) {
   document.title = 'Sign in · Zaits console';
-  const key = h('input', { type: 'password', autocomplete: 'off', spellcheck: 'false', 'aria-required': 'true' });
+  // No name attribute: a native form submission could never carry the key.
+  const key = h('input', { type: 'password', id: 'api-key', autocomplete: 'off', spellcheck: 'false', 'aria-required': 'true' });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary', text: 'Sign in' });
   const form = h('form', { class: 'card narrow', novalidate: true, 'aria-labelledby': 'signin-title' },
     h('h1', { id: 'signin-title', tabindex: '-1', text: 'Sign in' }),
@@ -33,6 +34,7 @@ export function signInPage(ctx) {
       submit.disabled = false;
     }
   });
+  key.removeAttribute('name');
   replace(ctx.main, form);
   key.focus();
 }
