@@ -40,41 +40,22 @@ export async function endpointPage(ctx) {
   const call = (method, path, opts = {}) => api(method, path, { signal: abort.signal, ...opts });
   const pushQuery = () => ctx.setQuery({ status: state.status, event_type: state.eventType, page: state.page > 1 ? state.page : '', window: state.window !== '1h' ? state.window : '' });
 
-  // The first page of deliveries and the stats are asked for at once, in
-  // parallel with the endpoint itself: the page waits for the slowest, not
-  // for their sum.
-  const fetchDeliveries = () => call('GET', routes.deliveries(id), { query: { status: state.status, event_type: state.eventType, page: state.page, per_page: PER_PAGE } });
-  const fetchStats = () => {
-    const w = windows.find((x) => x.value === state.window);
-    return call('GET', routes.stats(id), { query: { window: w.value, bucket: w.bucket } });
-  };
-  const early = { deliveries: fetchDeliveries(), stats: fetchStats() };
-  Object.values(early).forEach((p) => p.catch(() => {})); // read below; a failure shows there
-  const take = (name) => { const p = early[name]; early[name] = null; return p; };
-
+  // The page is laid out at once and filled as the answers arrive: the
+  // endpoint, the event catalogue and the first page of deliveries are
+  // asked for together; the stats (the heaviest read) after the list.
   document.title = 'Endpoint · Zaits console';
   const title = h('h1', { tabindex: '-1', class: 'url', text: id });
-  replace(ctx.main,
-    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/endpoints', text: 'Endpoints' }), ' / ', h('span', { 'aria-current': 'page', text: id })),
-    title, h('p', { class: 'muted', text: 'Loading…' }));
-  title.focus();
-
-  let ep;
-  let catalogue;
-  try {
-    [ep, catalogue] = await Promise.all([call('GET', routes.endpoint(id)).then((r) => r.data), eventTypes()]);
-  } catch (e) {
-    if (e.name === 'AbortError' || e.status === 401) return;
-    replace(ctx.main, h('h1', { tabindex: '-1', text: e.status === 404 ? 'Endpoint not found' : 'The endpoint could not be loaded' }),
-      h('p', { class: 'alert alert-error', role: 'alert', text: e.message }), h('p', {}, h('a', { href: '#/endpoints', text: 'Back to the endpoints' })));
-    ctx.main.querySelector('h1').focus();
-    return;
-  }
-  document.title = `${ep.url} · Zaits console`;
-  title.textContent = ep.url;
+  const crumb = h('span', { 'aria-current': 'page', text: id });
+  let ep = null;
+  // fillTypes adds the catalogue's event types to a select.
+  const fillTypes = (sel, cat, selected) => {
+    const have = new Set([...sel.options].map((o) => o.value));
+    for (const e of cat) if (!have.has(e.name)) sel.append(h('option', { value: e.name, text: e.name, selected: e.name === selected }));
+  };
 
   // Summary.
-  const summary = h('dl', { class: 'facts' });
+  const summary = h('dl', { class: 'facts' }, h('div', {}, h('dt', { text: 'ID' }), h('dd', {}, h('code', { text: id }))),
+    h('div', {}, h('dt', { text: 'Settings' }), h('dd', { class: 'muted', text: 'Loading…' })));
   const renderSummary = () => replace(summary,
     h('div', {}, h('dt', { text: 'ID' }), h('dd', {}, h('code', { text: ep.id }))),
     h('div', {}, h('dt', { text: 'Description' }), h('dd', { text: ep.description || '—' })),
@@ -84,10 +65,9 @@ export async function endpointPage(ctx) {
     h('div', {}, h('dt', { text: 'Success rate (7 d)' }), h('dd', { text: fmtRate(ep.success_rate) })),
     h('div', {}, h('dt', { text: 'Last delivery' }), h('dd', {}, ep.last_delivery ? timeEl(ep.last_delivery) : 'never')),
     h('div', {}, h('dt', { text: 'Updated' }), h('dd', {}, timeEl(ep.updated_at))));
-  renderSummary();
 
   // Actions: test, edit, rotate, delete.
-  const testType = h('select', { id: 'test-event-type' }, h('option', { value: 'test', text: 'test (sample event)' }), catalogue.map((e) => h('option', { value: e.name, text: e.name })));
+  const testType = h('select', { id: 'test-event-type' }, h('option', { value: 'test', text: 'test (sample event)' }));
   const testBtn = h('button', { type: 'submit', class: 'btn btn-primary', text: 'Send test event' });
   const testResult = h('div', { class: 'test-result', id: 'test-result', 'aria-live': 'polite' });
   const testForm = h('form', { class: 'inline-form', novalidate: true, 'aria-label': 'Send a test event' },
@@ -123,7 +103,7 @@ export async function endpointPage(ctx) {
       if (!yes) return;
       try {
         const r = (await call('POST', routes.rotate(id))).data;
-        ep.version = r.version;
+        if (ep) ep.version = r.version;
         await secretDialog({
           title: 'New signing secret',
           secret: r.secret,
@@ -138,11 +118,11 @@ export async function endpointPage(ctx) {
   const deleteBtn = h('button', {
     type: 'button', class: 'btn btn-danger', text: 'Delete endpoint',
     onclick: async () => {
-      const yes = await confirmDialog({ title: 'Delete this endpoint?', text: `${ep.url} stops receiving events at once. Its delivery history stays readable for the retention period only through the API. This cannot be undone.`, confirm: 'Delete endpoint', danger: true });
+      const yes = await confirmDialog({ title: 'Delete this endpoint?', text: `${ep ? ep.url : id} stops receiving events at once. Its delivery history stays readable for the retention period only through the API. This cannot be undone.`, confirm: 'Delete endpoint', danger: true });
       if (!yes) return;
       try {
-        await call('DELETE', routes.endpoint(id), { headers: { 'If-Match': `"${ep.version}"` } });
-        ctx.flash(`Endpoint ${ep.url} was deleted.`);
+        await call('DELETE', routes.endpoint(id), { headers: ep ? { 'If-Match': `"${ep.version}"` } : {} });
+        ctx.flash(`Endpoint ${ep ? ep.url : id} was deleted.`);
         ctx.go('/endpoints');
       } catch (err) {
         if (err.name === 'AbortError' || err.status === 401) return;
@@ -169,7 +149,7 @@ export async function endpointPage(ctx) {
   let chartsDrawn = false;
   async function loadStats() {
     const w = windows.find((x) => x.value === state.window);
-    const st = (await (take('stats') || fetchStats())).data;
+    const st = (await call('GET', routes.stats(id), { query: { window: w.value, bucket: w.bucket } })).data;
     const bucketMs = durMS(w.bucket);
     const perMin = 60e3 / bucketMs;
     const series = st.series || [];
@@ -203,7 +183,7 @@ export async function endpointPage(ctx) {
     [['', 'Any status'], ['success', 'Succeeded'], ['failed', 'Failed'], ['retrying', 'Retrying']].map(([v, t]) => h('option', { value: v, text: t, selected: v === state.status })));
   const typeSel = h('select', { id: 'filter-event-type' }, h('option', { value: '', text: 'Any event type' }),
     h('option', { value: 'test', text: 'test', selected: state.eventType === 'test' }),
-    catalogue.map((e) => h('option', { value: e.name, text: e.name, selected: e.name === state.eventType })));
+    state.eventType && state.eventType !== 'test' ? h('option', { value: state.eventType, text: state.eventType, selected: true }) : null);
   const onFilter = () => { state.status = statusSel.value; state.eventType = typeSel.value; state.page = 1; pushQuery(); loadDeliveries().catch(() => {}); };
   statusSel.addEventListener('change', onFilter);
   typeSel.addEventListener('change', onFilter);
@@ -230,7 +210,7 @@ export async function endpointPage(ctx) {
   let firstRender = true;
   async function loadDeliveries() {
     const mine = ++seq;
-    const r = await (take('deliveries') || fetchDeliveries());
+    const r = await call('GET', routes.deliveries(id), { query: { status: state.status, event_type: state.eventType, page: state.page, per_page: PER_PAGE } });
     if (mine !== seq) return; // a newer request (filter change) is on its way
     listError.replaceChildren();
     const focusKey = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
@@ -270,10 +250,10 @@ export async function endpointPage(ctx) {
     loadDeliveries().then(() => list.querySelector('a, button:not([disabled])')?.focus()).catch(() => {});
   }
 
-  const jobs = jobsSection({ id, call, catalogue });
+  const jobs = jobsSection({ id, call });
 
   replace(ctx.main,
-    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/endpoints', text: 'Endpoints' }), ' / ', h('span', { 'aria-current': 'page', text: ep.url })),
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '#/endpoints', text: 'Endpoints' }), ' / ', crumb),
     title, summary, actions, deliveriesSection, chartsSection, jobs.el);
   title.focus();
 
@@ -281,7 +261,34 @@ export async function endpointPage(ctx) {
     if (e.name === 'AbortError' || e.status === 401) return;
     replace(where, h('p', { class: 'alert alert-error', role: 'alert', text: e.message }));
   };
-  await Promise.all([loadDeliveries().catch(show(listError)), loadStats().catch(show(charts)), jobs.load()]);
+  const gone = (e) => {
+    if (e.name === 'AbortError' || e.status === 401) return;
+    if (e.status !== 404) { show(actionMsg)(e); return; }
+    abort.abort();
+    timers.forEach(clearInterval);
+    replace(ctx.main, h('h1', { tabindex: '-1', text: 'Endpoint not found' }),
+      h('p', { class: 'alert alert-error', role: 'alert', text: e.message }), h('p', {}, h('a', { href: '#/endpoints', text: 'Back to the endpoints' })));
+    ctx.main.querySelector('h1').focus();
+  };
+  const loadEndpoint = () => call('GET', routes.endpoint(id)).then((r) => {
+    ep = r.data;
+    document.title = `${ep.url} · Zaits console`;
+    title.textContent = ep.url;
+    crumb.textContent = ep.url;
+    renderSummary();
+  });
+  const first = Promise.all([
+    loadEndpoint().catch(gone),
+    eventTypes().then((cat) => {
+      fillTypes(testType, cat, 'test');
+      fillTypes(typeSel, cat, state.eventType);
+      jobs.setCatalogue(cat);
+    }).catch(show(actionMsg)),
+    loadDeliveries().catch(show(listError)).then(() => loadStats().catch(show(charts))),
+    jobs.load(),
+  ]);
+  await first;
+  if (abort.signal.aborted) return;
 
   let ticks = 0;
   async function refresh() {
@@ -290,7 +297,7 @@ export async function endpointPage(ctx) {
     await loadDeliveries().catch(show(listError));
     if (ticks % 3 === 0) {
       await loadStats().catch(show(charts));
-      try { ep = (await call('GET', routes.endpoint(id))).data; renderSummary(); } catch (e) { show(actionMsg)(e); }
+      await loadEndpoint().catch(gone);
     }
     await jobs.refresh();
   }

@@ -19,7 +19,8 @@ function localInput(date) {
 
 const jobStatus = { queued: 'retrying', running: 'retrying', completed: 'success', failed: 'failed' };
 
-export function jobsSection({ id, call, catalogue }) {
+export function jobsSection({ id, call }) {
+  const typeSelects = [];
   const list = h('div', { id: 'jobs' }, h('p', { class: 'muted', text: 'Loading jobs…' }));
   let unavailable = false;
   let active = false;
@@ -27,7 +28,8 @@ export function jobsSection({ id, call, catalogue }) {
   function rangeForm({ kind, title, hint, withTypes }) {
     const since = h('input', { type: 'datetime-local', id: `${kind}-since`, value: localInput(new Date(Date.now() - 3600e3)), 'aria-required': 'true' });
     const until = h('input', { type: 'datetime-local', id: `${kind}-until` });
-    const types = withTypes ? h('select', { id: `${kind}-event-types`, multiple: true, size: '4' }, catalogue.map((e) => h('option', { value: e.name, text: e.name }))) : null;
+    const types = withTypes ? h('select', { id: `${kind}-event-types`, multiple: true, size: '4' }) : null;
+    if (types) typeSelects.push(types);
     const submit = h('button', { type: 'submit', class: 'btn', text: title });
     const form = h('form', { class: 'range-form', novalidate: true, 'aria-labelledby': `${kind}-title` },
       h('h3', { id: `${kind}-title`, text: title }),
@@ -101,5 +103,9 @@ export function jobsSection({ id, call, catalogue }) {
         h('td', {}, j.finished_at ? timeEl(j.finished_at) : '—'))))));
   }
 
-  return { el, load, refresh: async () => { if (!unavailable && active) await load(); } };
+  // setCatalogue fills the event-type choices once the catalogue is read.
+  const setCatalogue = (cat) => {
+    for (const sel of typeSelects) if (sel.options.length === 0) sel.append(...cat.map((e) => h('option', { value: e.name, text: e.name })));
+  };
+  return { el, load, setCatalogue, refresh: async () => { if (!unavailable && active) await load(); } };
 }
