@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -204,7 +206,8 @@ var rolesNeedingNames = map[string]bool{
 }
 
 // accessible checks the page as a keyboard and screen-reader user meets
-// it: Tab, from the top, reaches every visible enabled interactive element
+// it: Tab, from the top, reaches every visible enabled interactive element,
+// in the order they are on the page
 // (links, buttons, inputs, selects, textareas, tabindex ≥ 0; inside an open
 // modal dialog only its own), and every control in the browser's
 // accessibility tree has a name.
@@ -217,7 +220,7 @@ func (b *browser) accessible(page string) {
 		els.forEach((e, i) => { e.dataset.kbd = String(i); });
 		const start = document.createElement('span');
 		start.tabIndex = -1; start.id = 'kbd-start';
-		document.body.prepend(start);
+		(modal || document.body).prepend(start);
 		start.focus();
 		return els.map((e) => (e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + ' "' + (e.getAttribute('aria-label') || e.textContent || e.value || '').trim().slice(0, 40) + '"'));
 	})()`)
@@ -225,14 +228,15 @@ func (b *browser) accessible(page string) {
 		b.t.Fatalf("%s: no interactive elements", page)
 	}
 	seen := map[string]bool{}
-	var order []string
+	var order []int // the elements, by document position, in the order Tab reached them
 	// Some controls hold several Tab stops (a datetime-local input has one per part).
 	for i := 0; i < 4*len(all)+20 && len(seen) < len(all); i++ {
 		b.keys(kb.Tab)
 		k := eval[string](b, `(document.activeElement && document.activeElement.dataset.kbd) || ""`)
 		if k != "" && !seen[k] {
 			seen[k] = true
-			order = append(order, k)
+			n, _ := strconv.Atoi(k)
+			order = append(order, n)
 		}
 	}
 	eval[bool](b, `(document.getElementById('kbd-start') || {remove(){}}).remove(), true`)
@@ -244,6 +248,9 @@ func (b *browser) accessible(page string) {
 	}
 	if len(missing) > 0 {
 		b.t.Errorf("%s: Tab does not reach %d of %d interactive elements: %v", page, len(missing), len(all), missing)
+	}
+	if !slices.IsSorted(order) {
+		b.t.Errorf("%s: the Tab order is not the reading order: %v", page, order)
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()

@@ -45,7 +45,7 @@ type perfSample struct {
 // (an hour of them: 94 % delivered at once, 5 % failed after five attempts,
 // 1 % still retrying) is interactive within 1 s of navigation: the list is
 // rendered and the page runs a task queued at that moment. Measured in the
-// browser over three fresh loads (the first with an empty cache); the best
+// browser over five fresh loads (the first with an empty cache); the best
 // must be under 1 s; every number is logged.
 func TestEndpointPageWith10000DeliveriesIsInteractiveInUnder1s(t *testing.T) {
 	sys := startSystem(t)
@@ -94,7 +94,7 @@ func TestEndpointPageWith10000DeliveriesIsInteractiveInUnder1s(t *testing.T) {
 	b.waitText("h1", "Endpoints")
 
 	var samples []perfSample
-	for run := range 3 {
+	for run := range 5 {
 		if run == 0 {
 			// An empty cache: the assets are fetched too.
 			if _, err := chromedp.Call(b.ctx, network.ClearBrowserCache, cdp.Empty{}); err != nil {
@@ -125,7 +125,7 @@ func TestEndpointPageWith10000DeliveriesIsInteractiveInUnder1s(t *testing.T) {
 		interactive[i] = math.Round(s.Interactive)
 	}
 	slices.Sort(interactive)
-	// The best of three: a load that another process's burst slowed down
+	// The best of five: a load that another process's burst slowed down
 	// (the CPU is shared) does not decide; a page that is slow every time does.
 	t.Logf("endpoint page with 10,000 deliveries: interactive after %.0f ms (best of %d loads; median %.0f ms; all %v ms)",
 		interactive[0], len(samples), interactive[len(interactive)/2], interactive)

@@ -40,9 +40,7 @@ export async function endpointPage(ctx) {
   const call = (method, path, opts = {}) => api(method, path, { signal: abort.signal, ...opts });
   const pushQuery = () => ctx.setQuery({ status: state.status, event_type: state.eventType, page: state.page > 1 ? state.page : '', window: state.window !== '1h' ? state.window : '' });
 
-  // The page is laid out at once and filled as the answers arrive: the
-  // endpoint, the event catalogue and the first page of deliveries are
-  // asked for together; the stats (the heaviest read) after the list.
+  // The page is laid out at once and filled as the answers arrive.
   document.title = 'Endpoint · Zaits console';
   const title = h('h1', { tabindex: '-1', class: 'url', text: id });
   const crumb = h('span', { 'aria-current': 'page', text: id });
@@ -277,14 +275,16 @@ export async function endpointPage(ctx) {
     crumb.textContent = ep.url;
     renderSummary();
   });
+  // The list first: the endpoint's settings and the stats both read the
+  // delivery log too (success rate, last delivery; the series), so they
+  // follow it rather than compete with it.
   const first = Promise.all([
-    loadEndpoint().catch(gone),
     eventTypes().then((cat) => {
       fillTypes(testType, cat, 'test');
       fillTypes(typeSel, cat, state.eventType);
       jobs.setCatalogue(cat);
     }).catch(show(actionMsg)),
-    loadDeliveries().catch(show(listError)).then(() => loadStats().catch(show(charts))),
+    loadDeliveries().catch(show(listError)).then(() => Promise.all([loadEndpoint().catch(gone), loadStats().catch(show(charts))])),
     jobs.load(),
   ]);
   await first;
