@@ -183,12 +183,17 @@ func (b *browser) keys(k string, opts ...chromedp.KeyOption) {
 	b.do("keys", chromedp.KeyEvent(k, opts...))
 }
 
-// shot saves a PNG of the whole page as name.
+// shot saves a PNG of the whole page as name; a page showing a modal
+// dialog is taken as the window shows it (the backdrop covers the window).
 func (b *browser) shot(name string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	capture := chromedp.FullScreenshot(100)
+	if eval[bool](b, `!!document.querySelector('dialog[open]')`) {
+		capture = chromedp.CaptureScreenshot()
+	}
+	png, err := chromedp.Run(ctx, capture)
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}

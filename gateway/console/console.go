@@ -151,8 +151,9 @@ func (c *Console) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
+	// Like every other 404 of the gateway: the API's error envelope.
 	h.Set(fasthttp.HeaderCacheControl, "no-store")
 	ctx.SetStatusCode(fasthttp.StatusNotFound)
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString("404 not found\n")
+	ctx.SetContentType("application/json")
+	ctx.SetBodyString(`{"success":false,"error":{"code":"not_found","message":"the console has no such file"}}`)
 }

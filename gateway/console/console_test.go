@@ -261,9 +261,11 @@ func TestHandlerServesThePageAndVersionedAssets(t *testing.T) {
 			}
 		}
 	}
-	f("/console/assets/0000000000000000/main.js", 404, "text/plain; charset=utf-8", "no-store")
-	f(c.AssetsPath()+"/nope.js", 404, "text/plain; charset=utf-8", "no-store")
-	f("/console/nope", 404, "text/plain; charset=utf-8", "no-store")
+	for _, p := range []string{"/console/assets/0000000000000000/main.js", c.AssetsPath() + "/nope.js", "/console/nope", "/console/assets/" + c.AssetsPath()} {
+		if body := f(p, 404, "application/json", "no-store"); !strings.HasPrefix(body, `{"success":false,"error":{"code":"not_found"`) {
+			t.Fatalf("GET %s: %s", p, body)
+		}
+	}
 	// The API's 404 is untouched next door.
 	resp, body := get("/consoles")
 	var v map[string]any
