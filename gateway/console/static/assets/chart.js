@@ -2,8 +2,8 @@
 // ([{start, total, success, failed, p50_ms, p99_ms}], evenly spaced buckets).
 import { h, s } from './dom.js';
 
-const W = 640;
-const H = 180;
+const W = 480;
+const H = 170;
 const M = { top: 10, right: 10, bottom: 24, left: 52 };
 const IW = W - M.left - M.right;
 const IH = H - M.top - M.bottom;
