@@ -131,6 +131,10 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.do("clear filters", clearField("#filter-event-type"))
 	eval[bool](b, `document.querySelector('#filter-event-type').dispatchEvent(new Event('change')), true`)
 	b.waitJS(20*time.Second, `document.querySelector('#deliveries').dataset.total === '10'`)
+	// Another chart window: 24 h in 15-minute buckets.
+	b.do("chart window", chromedp.SetValue(chromedp.ID("chart-window"), "24h"))
+	eval[bool](b, `document.querySelector('#chart-window').dispatchEvent(new Event('change')), true`)
+	b.waitJS(20*time.Second, `location.hash.includes('window=24h') && document.querySelector('#chart-totals').textContent.startsWith('10 deliveries') && document.querySelectorAll('#charts figure').length === 3`)
 	b.shot("04-endpoint.png")
 
 	// One failed delivery: five attempts with status, latency, error, excerpt.
@@ -179,6 +183,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	// Rotate: confirm, the new secret once.
 	b.do("rotate", chromedp.Click(chromedp.CSS("button.btn:not(.btn-danger):not(.btn-primary):not(.btn-quiet)")))
 	b.waitText("dialog[open] h2", "Rotate the signing secret?")
+	b.accessible("confirmation dialog")
 	b.do("confirm", chromedp.Click(chromedp.CSS("dialog[open] .btn-primary")))
 	b.waitJS(20*time.Second, `!!document.querySelector('dialog[open] #dlg-secret')`)
 	if s2 := eval[string](b, `document.querySelector('#dlg-secret').value`); !strings.HasPrefix(s2, "whsec_") || s2 == secret {

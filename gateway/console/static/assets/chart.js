@@ -89,14 +89,15 @@ export function barChart({ title, series, bucketMs, stacks, scale = 1, fmt }) {
   return figure(title, svg.getAttribute('aria-label'), svg, stacks.map((st) => ({ cls: st.cls, label: st.label })));
 }
 
-// lineChart draws one line per key; null values leave gaps.
-export function lineChart({ title, series, bucketMs, lines, fmt, fixedMax }) {
+// lineChart draws one line per key; null values leave gaps. The scale is
+// fixedMax, or the largest value rounded up (at least minMax).
+export function lineChart({ title, series, bucketMs, lines, fmt, fixedMax, minMax = 0 }) {
   const t0 = series.length ? Date.parse(series[0].start) : Date.now();
   const t1 = series.length ? Date.parse(series[series.length - 1].start) + bucketMs : t0 + bucketMs;
   let max = 0;
   let points = 0;
   for (const b of series) for (const l of lines) { const v = l.value(b); if (v !== null && v !== undefined) { max = Math.max(max, v); points++; } }
-  max = fixedMax || niceMax(max);
+  max = fixedMax || niceMax(Math.max(max, minMax));
   const latest = [...series].reverse().find((b) => lines[0].value(b) !== null && lines[0].value(b) !== undefined);
   const summary = points === 0 ? `${title}: no data in the window` : `${title}: ${lines.map((l) => `${l.label} latest ${latest && l.value(latest) !== null ? fmt(l.value(latest)) : 'none'}`).join(', ')}; scale up to ${fmt(max)}`;
   const svg = svgRoot(summary);

@@ -85,7 +85,7 @@ export async function endpointPage(ctx) {
         h('p', { class: 'small muted', text: 'Response body' }),
         h('pre', { class: 'excerpt', tabindex: '0', role: 'region', 'aria-label': 'Response body of the test', text: r.response_body || '(empty)' }));
       announce(`Test sent: ${r.response_status ? `HTTP ${r.response_status}` : 'no response'} in ${r.response_time} ms`);
-      setTimeout(() => { loadDeliveries().catch(() => {}); loadStats().catch(() => {}); }, 1500);
+      setTimeout(() => { loadDeliveries().catch(() => {}); loadStats().catch(() => {}); loadEndpoint().catch(() => {}); }, 1500);
     } catch (err) {
       if (err.name === 'AbortError' || err.status === 401) return;
       testResult.replaceChildren();
@@ -167,7 +167,7 @@ export async function endpointPage(ctx) {
         lines: [{ label: 'success rate', cls: 'c-rate', value: (b) => (b.success + b.failed > 0 ? b.success / (b.success + b.failed) : null) }],
       }),
       lineChart({
-        title: 'Publish → receipt latency', series, bucketMs, fmt: fmtMS,
+        title: 'Publish → receipt latency', series, bucketMs, fmt: fmtMS, minMax: 10,
         lines: [{ label: 'p50', cls: 'c-p50', value: (b) => b.p50_ms }, { label: 'p99', cls: 'c-p99', value: (b) => b.p99_ms }],
       }));
     if (!chartsDrawn) {
