@@ -123,7 +123,36 @@ type Stats struct {
 	Attempts int `json:"attempts"`
 	// ResponseTime holds attempt-duration percentiles in ms; null without attempts.
 	ResponseTime *Percentiles `json:"response_time"`
+	// Series is the window in buckets, oldest first; only when asked for
+	// (StatsSeries), absent otherwise.
+	Series []Bucket `json:"series,omitempty"`
 }
+
+// Bucket is one interval of a Stats series: the deliveries accepted in
+// [Start, Start+bucket) within the window. Buckets start at multiples of
+// the bucket length since the Unix epoch, so the first and the last one
+// of a window are partial; buckets without deliveries are included.
+type Bucket struct {
+	Start   time.Time `json:"start"`
+	Total   int       `json:"total"`
+	Success int       `json:"success"`
+	Failed  int       `json:"failed"`
+	// P50MS and P99MS are publish→receipt percentiles (ms) of the
+	// bucket's successful deliveries: acceptance to the start of the
+	// successful attempt (whole seconds, the delivery log's resolution)
+	// plus that attempt's duration. Null without successful deliveries.
+	P50MS *float64 `json:"p50_ms"`
+	P99MS *float64 `json:"p99_ms"`
+}
+
+// Series bounds.
+const (
+	// MinBucket is the shortest series bucket.
+	MinBucket = time.Minute
+	// MaxBuckets bounds window / bucket, so that a series has at most
+	// MaxBuckets+1 entries (the first and last bucket partial).
+	MaxBuckets = 1440
+)
 
 // Percentiles of attempt durations, in milliseconds.
 type Percentiles struct {
@@ -345,7 +374,102 @@ func (h *History) Stats(ctx context.Context, accountID, endpointID string, windo
 		return Stats{}, fmt.Errorf("%w: window must be positive", ErrBadFilter)
 	}
 	defer h.observe("stats", time.Now())
-	since := time.Now().Add(-window).Unix()
+	return h.stats(ctx, accountID, endpointID, window, time.Now().Add(-window).Unix())
+}
+
+// StatsSeries is Stats plus the window's Series in buckets of bucket (a
+// whole number of minutes, at least MinBucket, at most window, with
+// window/bucket ≤ MaxBuckets). Totals and series read the same deliveries.
+func (h *History) StatsSeries(ctx context.Context, accountID, endpointID string, window, bucket time.Duration) (Stats, error) {
+	if err := ValidateSeries(window, bucket); err != nil {
+		return Stats{}, err
+	}
+	defer h.observe("stats_series", time.Now())
+	now := time.Now()
+	since := now.Add(-window).Unix()
+	s, err := h.stats(ctx, accountID, endpointID, window, since)
+	if err != nil {
+		return Stats{}, err
+	}
+	if s.Series, err = h.series(ctx, accountID, endpointID, since, now.Unix(), int64(bucket/time.Second)); err != nil {
+		return Stats{}, err
+	}
+	return s, nil
+}
+
+// ValidateSeries reports a window and bucket StatsSeries refuses
+// (wrapping ErrBadFilter).
+func ValidateSeries(window, bucket time.Duration) error {
+	switch {
+	case window <= 0:
+		return fmt.Errorf("%w: window must be positive", ErrBadFilter)
+	case bucket < MinBucket || bucket%time.Minute != 0:
+		return fmt.Errorf("%w: bucket must be a whole number of minutes, at least 1m", ErrBadFilter)
+	case bucket > window:
+		return fmt.Errorf("%w: bucket must not be longer than the window", ErrBadFilter)
+	case window/bucket > MaxBuckets || (window/bucket == MaxBuckets && window%bucket != 0):
+		return fmt.Errorf("%w: window / bucket must be at most %d buckets", ErrBadFilter, MaxBuckets)
+	}
+	return nil
+}
+
+// series reads the buckets of [since, now] and fills the empty ones.
+func (h *History) series(ctx context.Context, accountID, endpointID string, since, now, bucket int64) ([]Bucket, error) {
+	first, last := since/bucket, now/bucket
+	out := make([]Bucket, last-first+1)
+	for i := range out {
+		out[i].Start = time.Unix((first+int64(i))*bucket, 0).UTC()
+	}
+	at := func(b int64) *Bucket {
+		if b < first || b > last {
+			return nil // accepted after now (clock skew): not in the window
+		}
+		return &out[b-first]
+	}
+	rows, err := h.conn.Query(ctx, h.text(sqlSeriesCounts), bucket, accountID, endpointID, since)
+	if err != nil {
+		return nil, fmt.Errorf("series counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b uint32
+		var all, ok, failed uint64
+		if err := rows.Scan(&b, &all, &ok, &failed); err != nil {
+			return nil, fmt.Errorf("series counts: %w", err)
+		}
+		if p := at(int64(b)); p != nil {
+			p.Total, p.Success, p.Failed = int(all), int(ok), int(failed)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("series counts: %w", err)
+	}
+	rows.Close()
+	rows, err = h.conn.Query(ctx, h.text(sqlSeriesLatency), bucket, accountID, endpointID, since)
+	if err != nil {
+		return nil, fmt.Errorf("series latency: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b uint32
+		var q []float64
+		if err := rows.Scan(&b, &q); err != nil {
+			return nil, fmt.Errorf("series latency: %w", err)
+		}
+		if p := at(int64(b)); p != nil && len(q) == 2 {
+			p50, p99 := q[0], q[1]
+			p.P50MS, p.P99MS = &p50, &p99
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("series latency: %w", err)
+	}
+	return out, nil
+}
+
+// stats reads the counts and percentiles of the deliveries accepted since
+// a unix time.
+func (h *History) stats(ctx context.Context, accountID, endpointID string, window time.Duration, since int64) (Stats, error) {
 	s := Stats{Window: window.String()}
 	var all, ok, finished uint64
 	if err := h.conn.QueryRow(ctx, h.text(sqlStatusCounts), accountID, endpointID, since).Scan(&all, &ok, &finished); err != nil {

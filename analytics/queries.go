@@ -164,6 +164,39 @@ FROM (
     GROUP BY delivery_id, attempt
 )`}
 
+	// sqlSeriesCounts counts an endpoint's deliveries accepted since a unix
+	// time per bucket of accepted_at (bucket = unix seconds / bucket
+	// seconds): all, successful, failed. toUInt32 of a DateTime is its unix
+	// time on every server, so buckets do not depend on the time zone.
+	// Parameters: bucket seconds, account, endpoint, since (unix seconds).
+	sqlSeriesCounts = statement{"series_counts", `SELECT
+    toUInt32(intDiv(toUInt32(accepted_at), ?)) AS bucket,
+    uniqExact(delivery_id),
+    uniqExactIf(delivery_id, outcome = 'success'),
+    uniqExactIf(delivery_id, outcome = 'failed')
+FROM {db}.attempts
+WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?)
+GROUP BY bucket
+ORDER BY bucket`}
+
+	// sqlSeriesLatency gives, per bucket of accepted_at, the p50 and p99 of
+	// publish→receipt of the successful deliveries: the successful attempt's
+	// start minus the acceptance (whole seconds: both columns are DateTime)
+	// plus its duration (ms). Copies of the attempt collapse in the inner
+	// GROUP BY: the earliest successful start counts (the first receipt).
+	// Parameters: bucket seconds, account, endpoint, since (unix seconds).
+	sqlSeriesLatency = statement{"series_latency", `SELECT bucket, quantilesExact(0.5, 0.99)(toFloat64(receipt_ms))
+FROM (
+    SELECT
+        toUInt32(intDiv(toUInt32(min(accepted_at)), ?)) AS bucket,
+        (toInt64(toUInt32(min(attempted_at))) - toInt64(toUInt32(min(accepted_at)))) * 1000 + toInt64(argMin(latency_ms, attempted_at)) AS receipt_ms
+    FROM {db}.attempts
+    WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?) AND outcome = 'success'
+    GROUP BY delivery_id
+)
+GROUP BY bucket
+ORDER BY bucket`}
+
 	// sqlLastDelivery is each listed endpoint's latest attempt time, from
 	// the endpoint_last_attempt rollup (a few rows per endpoint).
 	// Parameters: account, endpoint ids (GroupSet).
@@ -201,6 +234,8 @@ var statements = []statement{
 	sqlDeliveryAttempts,
 	sqlStatusCounts,
 	sqlLatency,
+	sqlSeriesCounts,
+	sqlSeriesLatency,
 	sqlLastDelivery,
 	sqlSuccessCounts,
 }

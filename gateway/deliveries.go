@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -129,15 +130,17 @@ func isDeliveryID(s string) bool {
 	return true
 }
 
-// endpointStats: GET /v1/webhooks/endpoints/{endpoint_id}/stats?window=24h.
+// endpointStats: GET /v1/webhooks/endpoints/{endpoint_id}/stats?window=24h,
+// with &bucket=1m the window's series too.
 func (g *Gateway) endpointStats(ctx *fasthttp.RequestCtx, account string) {
 	id := pathID(ctx)
 	if _, ok := g.store.GetForAccount(account, id); !ok {
 		notFound(ctx, id)
 		return
 	}
+	args := ctx.QueryArgs()
 	window := DefaultStatsWindow
-	if args := ctx.QueryArgs(); args.Has("window") {
+	if args.Has("window") {
 		w, err := parseWindow(string(args.Peek("window")))
 		if err != nil {
 			invalid(schemas.FieldIssue{Field: "window", Issue: err.Error()}).write(ctx)
@@ -145,19 +148,41 @@ func (g *Gateway) endpointStats(ctx *fasthttp.RequestCtx, account string) {
 		}
 		window = w
 	}
+	var bucket time.Duration
+	if args.Has("bucket") {
+		b, err := parseWindow(string(args.Peek("bucket")))
+		if err == nil {
+			err = analytics.ValidateSeries(window, b)
+		}
+		if err != nil {
+			invalid(schemas.FieldIssue{Field: "bucket", Issue: bucketIssue}).write(ctx)
+			return
+		}
+		bucket = b
+	}
 	if g.history == nil {
 		g.historyUnavailable(ctx, nil)
 		return
 	}
 	qctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
 	defer cancel()
-	s, err := g.history.Stats(qctx, account, id, window)
+	var s analytics.Stats
+	var err error
+	if bucket > 0 {
+		s, err = g.history.StatsSeries(qctx, account, id, window, bucket)
+	} else {
+		s, err = g.history.Stats(qctx, account, id, window)
+	}
 	if err != nil {
 		g.historyUnavailable(ctx, err)
 		return
 	}
 	writeData(ctx, fasthttp.StatusOK, s)
 }
+
+// bucketIssue explains the bucket parameter's bounds.
+var bucketIssue = fmt.Sprintf("must be a whole number of minutes such as 1m, 15m or 1h, at most the window, "+
+	"with at most %d buckets in the window (24h in 1m buckets, 7d in 10m, 90d in 2h)", analytics.MaxBuckets)
 
 // parseWindow reads a duration such as "90m", "24h" or "7d" (1m..90d).
 func parseWindow(s string) (time.Duration, error) {

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	mux "github.com/fasthttp/router"
+
+	"github.com/zaits/webhooks/gateway/console"
 )
 
 // routes registers every route of the public API: the one place to read
@@ -25,4 +27,7 @@ func (g *Gateway) routes(r *mux.Router) {
 	// Event ingestion (ingest*.go).
 	r.POST("/v1/events", g.postEvent)
 	r.POST("/v1/events/batch", g.postEventBatch)
+
+	// The delivery console (gateway/console): a web page, not an API operation.
+	console.New().Register(r)
 }

@@ -167,6 +167,15 @@ def main():
     lat = c.run("latency", "acc_a", "we_1", since)[0]
     c.expect("latency count and percentiles", [int(lat[0]), [float(x) for x in lat[1]]], [7, [300.0, 2000.0, 2000.0]])
 
+    b0 = int(base.timestamp()) // 60
+    c.expect("series counts per minute (bucket, all, success, failed)",
+             [[int(x) for x in r] for r in c.run("series_counts", 60, "acc_a", "we_1", since)],
+             [[b0, 1, 1, 0], [b0 + 1, 1, 0, 1], [b0 + 2, 1, 0, 0]])
+    c.expect("series publish-to-receipt percentiles (3 min wait + 400 ms)",
+             [[int(r[0]), [float(x) for x in r[1]]] for r in c.run("series_latency", 60, "acc_a", "we_1", since)],
+             [[b0, [180400.0, 180400.0]]])
+    c.expect("series tenancy", c.run("series_counts", 60, "acc_b", "we_2", since), [])
+
     week = int((now - timedelta(days=7)).timestamp())
     last = sorted((r[0], r[1]) for r in c.run("last_delivery", "acc_a", ("we_1", "we_2", "we_none")))
     c.expect("last delivery", last, [("we_1", fmt(base + timedelta(minutes=3))), ("we_2", fmt(base - timedelta(days=10)))])
