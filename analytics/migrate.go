@@ -2,10 +2,13 @@ package analytics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	chschema "github.com/zaits/webhooks/schemas/clickhouse"
@@ -59,6 +62,11 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int
 		}
 		for _, stmt := range m.Statements {
 			if err := conn.Exec(ctx, inDB(stmt, db)); err != nil {
+				if columnsExist(err, stmt) {
+					// Applied before a crash kept it from being recorded.
+					log.Warn("clickhouse migration found applied", "migration", m.Name, "err", err)
+					continue
+				}
 				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 		}
@@ -87,4 +95,16 @@ func record(ctx context.Context, conn driver.Conn, db string, m chschema.Migrati
 		return err
 	}
 	return b.Send()
+}
+
+// errColumnExists is ClickHouse's ILLEGAL_COLUMN exception: among others,
+// ALTER TABLE ADD COLUMN of a column that exists (18.16 has no ADD COLUMN
+// IF NOT EXISTS).
+const errColumnExists = 44
+
+// columnsExist reports whether err is an ADD COLUMN statement failing
+// because its columns are there already.
+func columnsExist(err error, stmt string) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && ex.Code == errColumnExists && strings.Contains(stmt, "ADD COLUMN")
 }

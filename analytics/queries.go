@@ -43,13 +43,15 @@ ORDER BY version`}
 	// validated YYYYMM number for %d.
 	sqlDropPartition = statement{"drop_partition", `ALTER TABLE {db}.%s DROP PARTITION %d`}
 
-	sqlInsertAttempts = statement{"insert_attempts", `INSERT INTO {db}.attempts (account_id, endpoint_id, accepted_at, delivery_id, attempt, event_id, event_type, outcome, http_status, latency_ms, error_code, error, response_excerpt, test, event_created, attempted_at, next_retry_at, inserted_at)`}
+	sqlInsertAttempts = statement{"insert_attempts", `INSERT INTO {db}.attempts (account_id, endpoint_id, accepted_at, delivery_id, attempt, event_id, event_type, outcome, http_status, latency_ms, error_code, error, response_excerpt, test, event_created, attempted_at, next_retry_at, inserted_at, trigger, event_partition, event_offset)`}
 
 	// A delivery's status: success if an attempt succeeded, else failed if
-	// an attempt failed (the last one: no attempt follows), else retrying.
-	// The dispatcher makes no attempt after a success or a failure, so this
-	// is the latest attempt's outcome; unlike argMax it needs no GROUP BY to
-	// filter or count deliveries by status, and copies cannot change it.
+	// an attempt failed, else retrying. Live, the dispatcher makes no attempt
+	// after a success or a failure, so this is the latest attempt's outcome;
+	// a resend, recover, replay or redrive adds attempts after it, and the
+	// delivery stays success once delivered, failed until an attempt of the
+	// new run succeeds. Unlike argMax it needs no GROUP BY to filter or count
+	// deliveries by status, and copies cannot change it.
 
 	// sqlDeliveryIDs is one page of an endpoint's delivery ids, newest first
 	// (accepted_at is the same in every attempt of a delivery), for the
@@ -197,6 +199,63 @@ FROM (
 GROUP BY bucket
 ORDER BY bucket`}
 
+	// sqlDeliveryOrigin is what a resend needs of one delivery: its event,
+	// when it was accepted, where the event is on <p>.events (-1 when the
+	// attempts predate positions), its number of attempts so far, and
+	// whether it was a test send. Parameters: account, endpoint, delivery,
+	// account, endpoint, delivery.
+	sqlDeliveryOrigin = statement{"delivery_origin", `SELECT
+    any(event_id),
+    any(event_type),
+    min(accepted_at),
+    max(event_partition),
+    max(event_offset),
+    max(attempt),
+    max(test)
+FROM {db}.attempts
+WHERE account_id = ? AND endpoint_id = ? AND delivery_id = ? AND accepted_at IN (
+    SELECT accepted_at FROM {db}.delivery_index WHERE account_id = ? AND endpoint_id = ? AND delivery_id = ?
+)
+GROUP BY delivery_id`}
+
+	// sqlFailedPage is the next page of an endpoint's failed deliveries
+	// (status failed: an attempt failed and none succeeded) accepted in
+	// [since, until), oldest first, after the cursor (accepted_at, delivery
+	// id): what a recover job re-sends. Test sends are left out.
+	// Parameters: account, endpoint, since, until (unix seconds), cursor
+	// accepted_at (unix seconds), cursor delivery id, limit.
+	sqlFailedPage = statement{"failed_page", `SELECT delivery_id, any(event_id), any(event_type), min(accepted_at) AS created, max(event_partition), max(event_offset), max(attempt)
+FROM {db}.attempts
+WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?) AND accepted_at < toDateTime(?) AND test = 0
+GROUP BY delivery_id
+HAVING max(outcome = 'failed') = 1 AND max(outcome = 'success') = 0 AND (created, delivery_id) > (toDateTime(?), ?)
+ORDER BY created, delivery_id
+LIMIT ?`}
+
+	// sqlMaxAttempts gives the attempts recorded so far of the listed
+	// deliveries, accepted in a range: a replay numbers its attempts after
+	// them. Parameters: account, endpoint, first and last accepted_at (unix
+	// seconds), delivery ids (GroupSet).
+	sqlMaxAttempts = statement{"max_attempts", `SELECT delivery_id, max(attempt)
+FROM {db}.attempts
+WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?) AND accepted_at <= toDateTime(?) AND delivery_id IN ?
+GROUP BY delivery_id`}
+
+	// sqlFailingEndpoints lists the endpoints attempted since a time whose
+	// last success (from the endpoint_health rollup) is before a threshold,
+	// with per hour of their history the first failure: the router's check
+	// finds in it when the endpoint began to fail everything.
+	// Parameters: history start, attempted since, last success before (unix seconds).
+	sqlFailingEndpoints = statement{"failing_endpoints", `SELECT account_id, endpoint_id, max(ok) AS last_ok, groupArray(hour), groupArray(ff), max(la) AS latest
+FROM (
+    SELECT account_id, endpoint_id, hour, maxIfMerge(last_ok) AS ok, minIfMerge(first_fail) AS ff, maxMerge(last_attempt) AS la
+    FROM {db}.endpoint_health
+    WHERE hour >= toDateTime(?)
+    GROUP BY account_id, endpoint_id, hour
+)
+GROUP BY account_id, endpoint_id
+HAVING latest >= toDateTime(?) AND last_ok < toDateTime(?)`}
+
 	// sqlLastDelivery is each listed endpoint's latest attempt time, from
 	// the endpoint_last_attempt rollup (a few rows per endpoint).
 	// Parameters: account, endpoint ids (GroupSet).
@@ -238,10 +297,14 @@ var statements = []statement{
 	sqlSeriesLatency,
 	sqlLastDelivery,
 	sqlSuccessCounts,
+	sqlDeliveryOrigin,
+	sqlFailedPage,
+	sqlMaxAttempts,
+	sqlFailingEndpoints,
 }
 
 // partitionedTables are the monthly-partitioned tables retention prunes.
-var partitionedTables = []string{"attempts", "delivery_index", "endpoint_last_attempt"}
+var partitionedTables = []string{"attempts", "delivery_index", "endpoint_last_attempt", "endpoint_health"}
 
 // statement is one SQL statement and its name: the key of its export to the
 // chdb check (schemas/clickhouse/check_modern.py refers to it by name).

@@ -218,6 +218,7 @@ func (w *writer) add(b *columns, m kafka.Message) {
 
 // decodeAttempt decodes and validates one <p>.attempts value.
 func decodeAttempt(v []byte, a *schemas.Attempt) error {
+	a.EventPartition, a.EventOffset = -1, -1 // unless the record has them
 	if err := json.Unmarshal(v, a); err != nil {
 		return fmt.Errorf("%w: %w", errBadAttempt, err)
 	}
@@ -324,8 +325,10 @@ func (w *writer) ready(context.Context) error {
 // columns is a batch in column form, appended to the insert column by column.
 type columns struct {
 	accountID, endpointID, deliveryID, eventID, eventType, outcome []string
-	errorCode, errMsg, excerpt                                     []string
+	errorCode, errMsg, excerpt, trigger                            []string
 	attempt, httpStatus                                            []uint16
+	eventPartition                                                 []int32
+	eventOffset                                                    []int64
 	latency                                                        []uint32
 	test                                                           []uint8
 	acceptedAt, eventCreated, attemptedAt, nextRetryAt, insertedAt []time.Time
@@ -341,6 +344,7 @@ func (c *columns) reset() {
 		attempt: c.attempt[:0], httpStatus: c.httpStatus[:0], latency: c.latency[:0], test: c.test[:0],
 		acceptedAt: c.acceptedAt[:0], eventCreated: c.eventCreated[:0], attemptedAt: c.attemptedAt[:0],
 		nextRetryAt: c.nextRetryAt[:0], insertedAt: c.insertedAt[:0],
+		trigger: c.trigger[:0], eventPartition: c.eventPartition[:0], eventOffset: c.eventOffset[:0],
 	}
 }
 
@@ -388,6 +392,9 @@ func (c *columns) add(a *schemas.Attempt) {
 	c.attemptedAt = append(c.attemptedAt, a.AttemptedAt)
 	c.nextRetryAt = append(c.nextRetryAt, next)
 	c.insertedAt = append(c.insertedAt, now)
+	c.trigger = append(c.trigger, a.Trigger)
+	c.eventPartition = append(c.eventPartition, int32(a.EventPartition))
+	c.eventOffset = append(c.eventOffset, a.EventOffset)
 }
 
 // appendTo appends the columns in sqlInsertAttempts' column order.
@@ -395,7 +402,7 @@ func (c *columns) appendTo(b driver.Batch) error {
 	cols := []any{
 		c.accountID, c.endpointID, c.acceptedAt, c.deliveryID, c.attempt, c.eventID, c.eventType, c.outcome,
 		c.httpStatus, c.latency, c.errorCode, c.errMsg, c.excerpt, c.test, c.eventCreated, c.attemptedAt,
-		c.nextRetryAt, c.insertedAt,
+		c.nextRetryAt, c.insertedAt, c.trigger, c.eventPartition, c.eventOffset,
 	}
 	for i, v := range cols {
 		if err := b.Column(i).Append(v); err != nil {

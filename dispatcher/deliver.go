@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
@@ -81,7 +83,9 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 		d.m.inFlight.Dec()
 		<-d.sem
 		if res.OK() {
-			d.m.latency.Observe(time.Since(t.AcceptedAt).Seconds())
+			if t.Trigger == "" { // a resend or replay is not publish→receipt
+				d.m.latency.Observe(time.Since(t.AcceptedAt).Seconds())
+			}
 			d.record(e, &t, schemas.OutcomeSuccess, res, "", now, nil)
 			e.release()
 			return true
@@ -90,7 +94,15 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 		if res.Err != nil {
 			errMsg = res.Err.Error()
 		}
-		if t.Attempt >= d.cfg.RetrySchedule.MaxAttempts() {
+		gone := res.Status == fasthttp.StatusGone
+		if gone {
+			// 410 Gone is final: no more attempts, and the endpoint is
+			// disabled (its account is told) before the attempt is recorded.
+			if !d.disable(ctx, ep, schemas.DisabledGone, "the endpoint answered 410 Gone to delivery "+t.DeliveryID) {
+				return false
+			}
+		}
+		if gone || t.Attempt >= d.cfg.RetrySchedule.MaxAttempts() {
 			d.record(e, &t, schemas.OutcomeFailed, res, errMsg, now, nil)
 			dead := t
 			dead.DueAt = time.Time{}
@@ -122,13 +134,30 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 	}
 }
 
+// disable disables ep for reason, retrying while Kafka does not take it;
+// false when ctx ended first (the task is then delivered again).
+func (d *Dispatcher) disable(ctx context.Context, ep *endpoint.Entry, reason, detail string) bool {
+	var backoff retry.Backoff
+	for {
+		_, err := d.store.Disable(ctx, ep.ID, reason, detail, time.Now())
+		if err == nil {
+			return true
+		}
+		d.log.Warn("disabling an endpoint failed, retrying", "endpoint", ep.ID, "reason", reason, "err", err)
+		if !backoff.Wait(ctx) {
+			return false
+		}
+	}
+}
+
 // record produces the attempt's record to <p>.attempts; e finishes only
 // once the record is acknowledged.
 func (d *Dispatcher) record(e *entry, t *schemas.Task, outcome string, res Result, errMsg string, at time.Time, next *time.Time) {
 	d.m.attempts.WithLabelValues(outcome, res.ErrCode).Inc()
 	a := schemas.Attempt{
 		DeliveryID: t.DeliveryID, EventID: t.EventID, EventType: t.EventType,
-		AccountID: t.AccountID, EndpointID: t.EndpointID, Attempt: t.Attempt,
+		AccountID: t.AccountID, EndpointID: t.EndpointID, Attempt: t.HistoryAttempt(),
+		Trigger: t.Trigger, EventPartition: t.EventPartition, EventOffset: t.EventOffset,
 		Outcome: outcome, HTTPStatus: res.Status, LatencyMS: res.Latency.Milliseconds(),
 		ErrorCode: res.ErrCode, Error: errMsg, ResponseExcerpt: res.Excerpt,
 		EventCreated: eventCreated(t.Body), AcceptedAt: t.AcceptedAt.UTC(), AttemptedAt: at.UTC(),

@@ -68,18 +68,45 @@ type Task struct {
 	DueAt time.Time
 	// Body is the exact request body (a Payload, encoded once by the router).
 	Body []byte
+	// AttemptBase is how many attempts the delivery had before this run of
+	// the retry schedule: 0 for a live delivery; a resend, recover, replay or
+	// redrive starts a new run after the attempts already recorded. The
+	// history numbers the attempt AttemptBase + Attempt (HistoryAttempt).
+	AttemptBase int
+	// Trigger is why this run exists: "" for a live delivery, else one of
+	// the Trigger* constants.
+	Trigger string
+	// EventPartition and EventOffset are where the event is on <p>.events,
+	// from which a delivery is resent or replayed; -1 when unknown.
+	EventPartition int
+	EventOffset    int64
 }
+
+// HistoryAttempt is the attempt's number in the delivery's history.
+func (t *Task) HistoryAttempt() int { return t.AttemptBase + t.Attempt }
+
+// Triggers of a run of deliveries other than the live one (Task.Trigger,
+// Attempt.Trigger).
+const (
+	TriggerResend  = "resend"  // POST …/deliveries/{id}/resend
+	TriggerRecover = "recover" // a recover job: failed deliveries re-sent
+	TriggerReplay  = "replay"  // a replay job: the event log re-delivered
+	TriggerRedrive = "redrive" // a redrive job: dead letters re-delivered
+)
 
 // Task header names.
 const (
-	HeaderDeliveryID = "zaits-delivery-id"
-	HeaderEventID    = "zaits-event-id"
-	HeaderEventType  = "zaits-event-type"
-	HeaderAccountID  = "zaits-account-id"
-	HeaderEndpointID = "zaits-endpoint-id"
-	HeaderAttempt    = "zaits-attempt"
-	HeaderAcceptedAt = "zaits-accepted-at" // unix milliseconds
-	HeaderDueAt      = "zaits-due-at"      // unix milliseconds
+	HeaderDeliveryID    = "zaits-delivery-id"
+	HeaderEventID       = "zaits-event-id"
+	HeaderEventType     = "zaits-event-type"
+	HeaderAccountID     = "zaits-account-id"
+	HeaderEndpointID    = "zaits-endpoint-id"
+	HeaderAttempt       = "zaits-attempt"
+	HeaderAcceptedAt    = "zaits-accepted-at" // unix milliseconds
+	HeaderDueAt         = "zaits-due-at"      // unix milliseconds
+	HeaderAttemptBase   = "zaits-attempt-base"
+	HeaderTrigger       = "zaits-trigger"
+	HeaderEventPosition = "zaits-event-position" // "<partition>:<offset>" on <p>.events
 	// HeaderRevision is a unique id of one write to <p>.endpoints (also on
 	// tombstones), by which a writer recognises its own record.
 	HeaderRevision = "zaits-revision"
@@ -105,6 +132,17 @@ func (t *Task) Message(topic string) kafka.Message {
 	if !t.DueAt.IsZero() {
 		h = append(h, kafka.Header{Key: HeaderDueAt, Value: strconv.AppendInt(nil, t.DueAt.UnixMilli(), 10)})
 	}
+	if t.AttemptBase > 0 {
+		h = append(h, kafka.Header{Key: HeaderAttemptBase, Value: strconv.AppendInt(nil, int64(t.AttemptBase), 10)})
+	}
+	if t.Trigger != "" {
+		h = append(h, kafka.Header{Key: HeaderTrigger, Value: []byte(t.Trigger)})
+	}
+	if t.EventOffset >= 0 {
+		pos := strconv.AppendInt(nil, int64(t.EventPartition), 10)
+		pos = append(pos, ':')
+		h = append(h, kafka.Header{Key: HeaderEventPosition, Value: strconv.AppendInt(pos, t.EventOffset, 10)})
+	}
 	return kafka.Message{Topic: topic, Key: []byte(t.EndpointID), Value: t.Body, Headers: h}
 }
 
@@ -113,7 +151,7 @@ var ErrBadTask = errors.New("not a delivery task")
 
 // ParseTask decodes a task message. Body aliases m.Value.
 func ParseTask(m kafka.Message) (Task, error) {
-	t := Task{Body: m.Value}
+	t := Task{Body: m.Value, EventPartition: -1, EventOffset: -1}
 	for _, h := range m.Headers {
 		v := string(h.Value)
 		var err error
@@ -134,15 +172,38 @@ func ParseTask(m kafka.Message) (Task, error) {
 			t.AcceptedAt, err = parseMillis(v)
 		case HeaderDueAt:
 			t.DueAt, err = parseMillis(v)
+		case HeaderAttemptBase:
+			t.AttemptBase, err = strconv.Atoi(v)
+		case HeaderTrigger:
+			t.Trigger = v
+		case HeaderEventPosition:
+			t.EventPartition, t.EventOffset, err = parsePosition(v)
 		}
 		if err != nil {
 			return Task{}, fmt.Errorf("%w: header %s=%q: %v", ErrBadTask, h.Key, v, err)
 		}
 	}
-	if t.DeliveryID == "" || t.EndpointID == "" || t.Attempt < 1 {
+	if t.DeliveryID == "" || t.EndpointID == "" || t.Attempt < 1 || t.AttemptBase < 0 {
 		return Task{}, fmt.Errorf("%w: delivery id, endpoint id and attempt are required", ErrBadTask)
 	}
 	return t, nil
+}
+
+// parsePosition reads "<partition>:<offset>".
+func parsePosition(v string) (int, int64, error) {
+	ps, os, ok := strings.Cut(v, ":")
+	if !ok {
+		return -1, -1, errors.New("not <partition>:<offset>")
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 {
+		return -1, -1, errors.New("bad partition")
+	}
+	o, err := strconv.ParseInt(os, 10, 64)
+	if err != nil || o < 0 {
+		return -1, -1, errors.New("bad offset")
+	}
+	return p, o, nil
 }
 
 func parseMillis(v string) (time.Time, error) {
@@ -203,6 +264,13 @@ type Attempt struct {
 	NextRetryAt *time.Time `json:"next_retry_at,omitempty"`
 	// Test marks an attempt made by POST /v1/webhooks/endpoints/{id}/test.
 	Test bool `json:"test,omitempty"`
+	// Trigger is the task's: "" for a live delivery, else a Trigger* constant.
+	Trigger string `json:"trigger,omitempty"`
+	// EventPartition and EventOffset are the event's position on
+	// <p>.events; -1 when unknown (test sends, records written before
+	// positions were kept: readers must preset -1 before decoding).
+	EventPartition int   `json:"event_partition"`
+	EventOffset    int64 `json:"event_offset"`
 }
 
 // Ordering modes of an endpoint.
@@ -227,7 +295,18 @@ type Endpoint struct {
 	Version     int64     `json:"version"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// DisabledReason is why the system deactivated the endpoint (one of the
+	// Disabled* constants); empty when active or deactivated by the account.
+	DisabledReason string `json:"disabled_reason,omitempty"`
+	// DisabledAt is when the system deactivated it.
+	DisabledAt *time.Time `json:"disabled_at,omitempty"`
 }
+
+// Reasons the system disables an endpoint (Endpoint.DisabledReason).
+const (
+	DisabledGone    = "gone"    // it answered 410 Gone
+	DisabledFailing = "failing" // every attempt failed for the configured period
+)
 
 // Secret is one signing secret of an endpoint, encrypted at rest.
 type Secret struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"sync"
 	"time"
@@ -12,25 +11,15 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/zaits/webhooks/internal/endpoint"
+	"github.com/zaits/webhooks/internal/eventlog"
 	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
-// fetchMaxBytes bounds one fetch of a partition: the unit of routing,
+// fetched is one fetch's records of a partition: the unit of routing,
 // writing and committing.
-const fetchMaxBytes = 4 << 20
-
-// record is one message of <p>.events, copied out of the fetch response.
-type record struct {
-	offset  int64
-	time    time.Time
-	key     []byte
-	value   []byte
-	headers []kafka.Header
-}
-
 type fetched struct {
-	records []record
+	records []eventlog.Record
 }
 
 // partition routes one partition from the assigned offset until ctx ends.
@@ -79,17 +68,17 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 		var dup, routed, viaHTTP, tasks int
 		for i := range b.records {
 			rec := &b.records[i]
-			ev, reason, why := r.decode(p, rec)
+			ev, reason, why := r.evlog.Decode(rec)
 			if reason != "" {
-				out = append(out, r.quarantine(p, rec, why))
+				out = append(out, r.quarantine(rec, why))
 				r.m.quarantined.WithLabelValues(reason).Inc()
 				continue
 			}
-			if win.Seen(ev.AccountID, ev.ID, rec.time) {
+			if win.Seen(ev.AccountID, ev.ID, rec.Time) {
 				dup++
 				continue
 			}
-			if fromHTTP(rec.headers) {
+			if fromHTTP(rec.Headers) {
 				viaHTTP++
 			}
 			subs = r.store.Subscribed(subs[:0], ev.AccountID, ev.Type)
@@ -100,16 +89,7 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 			}
 			body := schemas.EncodePayload(&ev)
 			for _, e := range subs {
-				t := schemas.Task{
-					DeliveryID: schemas.DeliveryID(ev.ID, e.ID),
-					EventID:    ev.ID,
-					EventType:  ev.Type,
-					AccountID:  ev.AccountID,
-					EndpointID: e.ID,
-					Attempt:    1,
-					AcceptedAt: rec.time,
-					Body:       body,
-				}
+				t := eventlog.Task(&ev, body, rec, e.ID, "", 0)
 				out = append(out, t.Message(r.deliveries))
 			}
 			tasks += len(subs)
@@ -117,7 +97,7 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 		if err := r.write(ctx, out); err != nil {
 			return // ctx ended: this batch is not finished and not committed
 		}
-		last := b.records[len(b.records)-1].offset
+		last := b.records[len(b.records)-1].Offset
 		prog.set(p, last+1)
 		r.m.fromHTTP.Add(float64(viaHTTP))
 		r.m.fromKafka.Add(float64(routed - viaHTTP))
@@ -160,35 +140,13 @@ func (r *Router) write(ctx context.Context, msgs []kafka.Message) error {
 	return nil
 }
 
-// decode parses and validates one message of <p>.events. On failure it
-// returns a metric label and the reason for the quarantine header.
-func (r *Router) decode(p int, rec *record) (schemas.Event, string, string) {
-	if len(rec.value) == 0 {
-		return schemas.Event{}, "empty", "empty message (the value must be the event JSON)"
-	}
-	ev, issues := schemas.ParseEvent(rec.value, "")
-	if len(issues) > 0 {
-		return ev, schemas.ReasonLabel(issues), schemas.IssuesText(issues)
-	}
-	if string(rec.key) != ev.AccountID {
-		return ev, "key", fmt.Sprintf("key: must equal account_id %q (got %q)", ev.AccountID, schemas.Clip(string(rec.key), 64))
-	}
-	if ev.ID == "" {
-		ev.ID = schemas.KafkaEventID(r.events, p, rec.offset)
-	}
-	if ev.Created == 0 {
-		ev.Created = rec.time.Unix()
-	}
-	return ev, "", ""
-}
-
-// quarantine is the <p>.events.invalid copy of r: its key, value and
+// quarantine is the <p>.events.invalid copy of rec: its key, value and
 // headers, plus the reason and where it came from.
-func (r *Router) quarantine(p int, rec *record, why string) kafka.Message {
-	h := append(rec.headers[:len(rec.headers):len(rec.headers)],
+func (r *Router) quarantine(rec *eventlog.Record, why string) kafka.Message {
+	h := append(rec.Headers[:len(rec.Headers):len(rec.Headers)],
 		kafka.Header{Key: schemas.HeaderInvalidReason, Value: []byte(why)},
-		kafka.Header{Key: "zaits-source", Value: fmt.Appendf(nil, "%s/%d/%d", r.events, p, rec.offset)})
-	return kafka.Message{Topic: r.invalid, Key: rec.key, Value: rec.value, Headers: h, Time: rec.time}
+		kafka.Header{Key: "zaits-source", Value: fmt.Appendf(nil, "%s/%d/%d", r.events, rec.Partition, rec.Offset)})
+	return kafka.Message{Topic: r.invalid, Key: rec.Key, Value: rec.Value, Headers: h, Time: rec.Time}
 }
 
 func fromHTTP(h []kafka.Header) bool {
@@ -205,42 +163,14 @@ func (r *Router) resolve(ctx context.Context, p int, offset int64) (int64, error
 	if offset >= 0 {
 		return offset, nil
 	}
-	first, err := r.listOffset(ctx, p, kafka.FirstOffset)
-	if err != nil {
-		return 0, err
-	}
-	return first, nil
-}
-
-// listOffset asks for the first offset (kafka.FirstOffset) or the first
-// offset at or after a unix-millisecond time; -1 when there is none.
-func (r *Router) listOffset(ctx context.Context, p int, ts int64) (int64, error) {
-	resp, err := r.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{r.events: {{Partition: p, Timestamp: ts}}}})
-	if err != nil {
-		return 0, fmt.Errorf("list offsets of %s/%d: %w", r.events, p, err)
-	}
-	for _, po := range resp.Topics[r.events] {
-		if po.Partition != p {
-			continue
-		}
-		if po.Error != nil {
-			return 0, fmt.Errorf("list offsets of %s/%d: %w", r.events, p, po.Error)
-		}
-		if ts == kafka.FirstOffset {
-			return po.FirstOffset, nil
-		}
-		for off := range po.Offsets {
-			return off, nil
-		}
-		return -1, nil
-	}
-	return -1, nil
+	first, _, err := r.evlog.Bounds(ctx, p)
+	return first, err
 }
 
 // rebuild fills win from the events before offset that are inside the
 // window (at most DedupIDs of them): what the previous owner remembered.
 func (r *Router) rebuild(ctx context.Context, p int, offset int64, win *dedupWindow) error {
-	from, err := r.listOffset(ctx, p, time.Now().Add(-r.cfg.DedupWindow).UnixMilli())
+	from, err := r.evlog.OffsetAt(ctx, p, time.Now().Add(-r.cfg.DedupWindow))
 	if err != nil {
 		return err
 	}
@@ -249,21 +179,21 @@ func (r *Router) rebuild(ctx context.Context, p int, offset int64, win *dedupWin
 	}
 	from = max(from, offset-int64(r.cfg.DedupIDs))
 	for from < offset {
-		b, err := r.fetch(ctx, p, from)
+		recs, err := r.evlog.Fetch(ctx, p, from)
 		if err != nil {
 			return err
 		}
-		for i := range b.records {
-			rec := &b.records[i]
-			if rec.offset >= offset {
+		for i := range recs {
+			rec := &recs[i]
+			if rec.Offset >= offset {
 				return nil
 			}
-			if ev, reason, _ := r.decode(p, rec); reason == "" {
-				win.Seen(ev.AccountID, ev.ID, rec.time)
+			if ev, reason, _ := r.evlog.Decode(rec); reason == "" {
+				win.Seen(ev.AccountID, ev.ID, rec.Time)
 			}
-			from = rec.offset + 1
+			from = rec.Offset + 1
 		}
-		if len(b.records) == 0 {
+		if len(recs) == 0 {
 			return nil // nothing more below offset (a gap of control records)
 		}
 	}
@@ -274,9 +204,9 @@ func (r *Router) rebuild(ctx context.Context, p int, offset int64, win *dedupWin
 func (r *Router) fetchLoop(ctx context.Context, p int, offset int64, out chan<- fetched) {
 	var backoff retry.Backoff
 	for ctx.Err() == nil {
-		b, err := r.fetch(ctx, p, offset)
+		recs, err := r.evlog.Fetch(ctx, p, offset)
 		if errors.Is(err, kafka.OffsetOutOfRange) {
-			first, lerr := r.listOffset(ctx, p, kafka.FirstOffset)
+			first, _, lerr := r.evlog.Bounds(ctx, p)
 			if lerr == nil && first > offset {
 				r.log.Error("router: events were deleted by retention before they were routed", "partition", p, "from", offset, "to", first)
 				offset = first
@@ -294,64 +224,14 @@ func (r *Router) fetchLoop(ctx context.Context, p int, offset int64, out chan<- 
 			continue
 		}
 		backoff.Reset()
-		if len(b.records) == 0 {
+		if len(recs) == 0 {
 			continue
 		}
-		offset = b.records[len(b.records)-1].offset + 1
+		offset = recs[len(recs)-1].Offset + 1
 		select {
-		case out <- b:
+		case out <- fetched{records: recs}:
 		case <-ctx.Done():
 			return
 		}
 	}
-}
-
-// fetch reads the records at and after offset that one fetch returns.
-func (r *Router) fetch(ctx context.Context, p int, offset int64) (fetched, error) {
-	resp, err := r.client.Fetch(ctx, &kafka.FetchRequest{
-		Topic: r.events, Partition: p, Offset: offset, MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: 500 * time.Millisecond,
-	})
-	if err != nil {
-		return fetched{}, err
-	}
-	if resp.Error != nil {
-		return fetched{}, fmt.Errorf("fetch %s/%d at %d: %w", r.events, p, offset, resp.Error)
-	}
-	var b fetched
-	for {
-		kr, err := resp.Records.ReadRecord()
-		if errors.Is(err, io.EOF) {
-			return b, nil
-		}
-		if err != nil {
-			if len(b.records) > 0 { // a truncated last batch: the next fetch starts there
-				return b, nil
-			}
-			return fetched{}, fmt.Errorf("reading %s/%d at %d: %w", r.events, p, offset, err)
-		}
-		if kr.Offset < offset { // a compressed batch may start before offset
-			continue
-		}
-		rec := record{offset: kr.Offset, time: kr.Time}
-		if rec.key, err = readBytes(kr.Key); err == nil {
-			rec.value, err = readBytes(kr.Value)
-		}
-		if err != nil {
-			return fetched{}, fmt.Errorf("reading %s/%d at %d: %w", r.events, p, kr.Offset, err)
-		}
-		for _, h := range kr.Headers {
-			rec.headers = append(rec.headers, kafka.Header{Key: h.Key, Value: append([]byte(nil), h.Value...)})
-		}
-		b.records = append(b.records, rec)
-	}
-}
-
-func readBytes(b kafka.Bytes) ([]byte, error) {
-	if b == nil {
-		return nil, nil
-	}
-	defer b.Close()
-	out := make([]byte, b.Len())
-	_, err := io.ReadFull(b, out)
-	return out, err
 }

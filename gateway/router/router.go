@@ -28,6 +28,7 @@ import (
 
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
+	"github.com/zaits/webhooks/internal/eventlog"
 	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/schemas"
 )
@@ -38,6 +39,7 @@ type Router struct {
 	log    *slog.Logger
 	ops    *ops.Server
 	store  *endpoint.Store
+	evlog  *eventlog.Log // <p>.events
 	client *kafka.Client
 	writer *kafka.Writer
 	m      *metrics
@@ -67,7 +69,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Router, error
 	w := kc.NewWriter("", cfg.Linger)
 	w.BatchSize = 500 // kafka-go allocates BatchSize messages per partition batch
 	r := &Router{
-		cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), store: store, client: kc.Client(), writer: w, m: newMetrics(reg),
+		cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), store: store, evlog: eventlog.New(kc), client: kc.Client(), writer: w, m: newMetrics(reg),
 		events:     kc.Topic(schemas.TopicEvents),
 		deliveries: kc.Topic(schemas.TopicDeliveries),
 		invalid:    kc.Topic(schemas.TopicEventsInvalid),

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,6 +67,7 @@ var ErrPartitionMismatch = errors.New("partition count differs from configuratio
 // It is idempotent. A partition mismatch is permanent: keys map to partitions,
 // so silently using a different count would break per-endpoint ordering.
 func EnsureTopics(ctx context.Context, cfg *Config) error {
+	cfg = Defaulted(cfg)
 	cl := cfg.Client()
 	want := map[string]int{}
 	var topics []kafka.TopicConfig
@@ -73,6 +75,10 @@ func EnsureTopics(ctx context.Context, cfg *Config) error {
 		name := cfg.Topic(t.Name)
 		want[name] = cfg.Partitions[t.Name]
 		tc := kafka.TopicConfig{Topic: name, NumPartitions: cfg.Partitions[t.Name], ReplicationFactor: cfg.ReplicationFactor}
+		if !t.Compacted {
+			tc.ConfigEntries = append(tc.ConfigEntries,
+				kafka.ConfigEntry{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(cfg.Retention[t.Name].Milliseconds(), 10)})
+		}
 		if t.Compacted {
 			tc.ConfigEntries = append(tc.ConfigEntries,
 				kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"},

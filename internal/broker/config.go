@@ -30,6 +30,11 @@ type Config struct {
 	// Partitions per topic name (without prefix). Defaults suit one 2-core
 	// machine; keys decide partitions, so counts are fixed once topics exist.
 	Partitions map[string]int
+	// Retention per topic name (without prefix) of the topics that delete
+	// by time, set as retention.ms when the topic is created: the event log
+	// and the dead letters keep 30 days (resend, recover, replay and redrive
+	// read them), the rest 7 days. A topic missing has its default.
+	Retention map[string]time.Duration
 	// DialTimeout bounds connecting to a broker. Default 3s.
 	DialTimeout time.Duration
 	// StartupTimeout bounds waiting for Kafka at start-up. Default 60s.
@@ -49,6 +54,23 @@ func DefaultPartitions() map[string]int {
 		schemas.TopicDead:          4,
 		schemas.TopicAttempts:      8,
 		schemas.TopicEndpoints:     1,
+		schemas.TopicJobs:          4,
+	}
+}
+
+// DefaultRetention is how long each time-retained topic keeps its messages.
+func DefaultRetention() map[string]time.Duration {
+	const day = 24 * time.Hour
+	return map[string]time.Duration{
+		schemas.TopicEvents:        30 * day,
+		schemas.TopicEventsInvalid: 30 * day,
+		schemas.TopicDeliveries:    7 * day,
+		schemas.TopicRetry1m:       7 * day,
+		schemas.TopicRetry5m:       7 * day,
+		schemas.TopicRetry30m:      7 * day,
+		schemas.TopicRetry2h:       7 * day,
+		schemas.TopicDead:          30 * day,
+		schemas.TopicAttempts:      7 * day,
 	}
 }
 
@@ -65,6 +87,11 @@ func (c Config) WithDefaults() Config {
 		parts[k] = v
 	}
 	c.Partitions = parts
+	ret := DefaultRetention()
+	for k, v := range c.Retention {
+		ret[k] = v
+	}
+	c.Retention = ret
 	return c
 }
 
@@ -76,10 +103,35 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", d.ReplicationFactor, "replication factor of created topics (3 in production)")
 	fs.DurationVar(&c.DialTimeout, "kafka.dial-timeout", d.DialTimeout, "timeout for connecting to a broker")
 	fs.DurationVar(&c.StartupTimeout, "kafka.startup-timeout", d.StartupTimeout, "how long to wait for Kafka at start-up")
-	c.Partitions = d.Partitions
+	c.Partitions, c.Retention = d.Partitions, d.Retention
 	for _, t := range schemas.AllTopics {
 		fs.Var(partitionsValue{c.Partitions, t.Name}, "kafka.partitions."+t.Name, "partitions of <prefix>."+t.Name)
+		if !t.Compacted {
+			fs.Var(retentionValue{c.Retention, t.Name}, "kafka.retention."+t.Name, "how long <prefix>."+t.Name+" keeps messages (retention.ms, set when the topic is created)")
+		}
 	}
+}
+
+// retentionValue is the flag.Value of one topic's entry in Config.Retention.
+type retentionValue struct {
+	m    map[string]time.Duration
+	name string
+}
+
+func (v retentionValue) String() string {
+	if v.m == nil {
+		return ""
+	}
+	return v.m[v.name].String()
+}
+
+func (v retentionValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	v.m[v.name] = d
+	return nil
 }
 
 // partitionsValue is the flag.Value of one topic's entry in Config.Partitions.
@@ -128,6 +180,11 @@ func (c *Config) Validate() error {
 	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, errors.New("kafka.dial-timeout: must be positive"))
+	}
+	for _, t := range schemas.AllTopics {
+		if r := c.Retention[t.Name]; !t.Compacted && (r < time.Hour || r > 10*365*24*time.Hour) {
+			errs = append(errs, fmt.Errorf("kafka.retention.%s: must be 1h..10y, got %s", t.Name, r))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -112,6 +112,7 @@ type Store struct {
 	cipher *Cipher
 	log    *slog.Logger
 	writer *kafka.Writer
+	events *kafka.Writer // webhook.endpoint.disabled events (Disable)
 
 	mu        sync.RWMutex
 	byID      map[string]*Entry
@@ -124,6 +125,7 @@ type Store struct {
 
 	applied   prometheus.Counter
 	rejected  prometheus.Counter
+	disabled  *prometheus.CounterVec
 	endpoints prometheus.GaugeFunc
 }
 
@@ -138,6 +140,7 @@ func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Re
 	s := &Store{
 		cfg: cfg, kafka: kc, topic: topic, cipher: c, log: log,
 		writer:    kc.NewWriter(topic, time.Millisecond),
+		events:    kc.NewWriter(kc.Topic(schemas.TopicEvents), time.Millisecond),
 		byID:      map[string]*Entry{},
 		byAccount: map[string]*account{},
 		deleted:   map[string]bool{},
@@ -146,6 +149,8 @@ func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Re
 			Name: "zaits_endpoints_records_applied_total", Help: "Records of the endpoints topic applied to the in-memory view."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "zaits_endpoints_records_rejected_total", Help: "Records of the endpoints topic rejected as losers of a concurrent write."}),
+		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zaits_endpoints_disabled_total", Help: "Endpoints this process disabled, by reason (gone: a 410 answer; failing: every attempt failed for the configured period)."}, []string{"reason"}),
 	}
 	s.endpoints = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "zaits_endpoints", Help: "Endpoints in the in-memory view."}, func() float64 {
@@ -154,7 +159,7 @@ func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Re
 		return float64(len(s.byID))
 	})
 	if reg != nil {
-		reg.MustRegister(s.applied, s.rejected, s.endpoints)
+		reg.MustRegister(s.applied, s.rejected, s.disabled, s.endpoints)
 	}
 	return s, nil
 }
@@ -332,7 +337,7 @@ func (s *Store) Stop() error {
 		s.cancel()
 	}
 	s.wg.Wait()
-	return s.writer.Close()
+	return errors.Join(s.writer.Close(), s.events.Close())
 }
 
 // Get returns the endpoint with id, of any account.
