@@ -15,7 +15,10 @@ require (
 	github.com/valyala/fasthttp v1.78.0
 )
 
-require github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+require (
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	golang.org/x/time v0.16.0 // indirect
+)
 
 require (
 	github.com/ClickHouse/ch-go v0.75.0 // indirect

@@ -50,6 +50,9 @@ type AttemptDetail struct {
 	// NextRetryAt is when the next attempt is due (status retrying only).
 	NextRetryAt *time.Time `json:"next_retry_at"`
 	Test        bool       `json:"test"`
+	// Trigger is why the attempt's run was made: null for the live
+	// delivery, else resend, recover, replay or redrive.
+	Trigger *string `json:"trigger"`
 }
 
 // DeliveryDetail is GET /v1/webhooks/endpoints/{endpoint_id}/deliveries/{delivery_id}:
@@ -328,14 +331,15 @@ func (h *History) Delivery(ctx context.Context, accountID, endpointID, deliveryI
 			n, status                     uint16
 			latency                       uint32
 			eventID, eventType, code, msg string
+			trigger                       string
 			accepted, attempted, next     time.Time
 			test                          uint8
 		)
-		if err := rows.Scan(&n, &eventID, &eventType, &a.Status, &status, &latency, &code, &msg, &a.ResponseExcerpt, &accepted, &attempted, &next, &test); err != nil {
+		if err := rows.Scan(&n, &eventID, &eventType, &a.Status, &status, &latency, &code, &msg, &a.ResponseExcerpt, &accepted, &attempted, &next, &test, &trigger); err != nil {
 			return DeliveryDetail{}, false, fmt.Errorf("delivery attempts: %w", err)
 		}
 		a.Attempt, a.AttemptedAt, a.ResponseStatus, a.ResponseTime = int(n), attempted.UTC(), statusPtr(status), int64(latency)
-		a.ErrorCode, a.ErrorMessage, a.Test = strPtr(code), strPtr(msg), test == 1
+		a.ErrorCode, a.ErrorMessage, a.Test, a.Trigger = strPtr(code), strPtr(msg), test == 1, strPtr(trigger)
 		if next.Unix() > 0 {
 			t := next.UTC()
 			a.NextRetryAt = &t

@@ -137,7 +137,8 @@ ORDER BY created DESC, delivery_id DESC`}
     min(accepted_at),
     max(attempted_at),
     argMax(next_retry_at, attempted_at),
-    max(test)
+    max(test),
+    argMax(trigger, attempted_at)
 FROM {db}.attempts
 WHERE account_id = ? AND endpoint_id = ? AND delivery_id = ? AND accepted_at IN (
     SELECT accepted_at FROM {db}.delivery_index WHERE account_id = ? AND endpoint_id = ? AND delivery_id = ?

@@ -125,9 +125,9 @@ type Request struct {
 	Body       []byte
 	EventType  string
 	DeliveryID string
-	// Secrets sign the request: the current secret first (X-Zaits-Signature
-	// and webhook-signature), then any rotated-out one still in its overlap
-	// (webhook-signature only).
+	// Secrets sign the request: the current secret first, then the one a
+	// rotation replaced while its overlap lasts (see sign.go for which
+	// header each signs).
 	Secrets [][]byte
 	// Now is the webhook-timestamp; time.Now() when zero.
 	Now time.Time
@@ -232,7 +232,7 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	req.Header.SetUserAgent(UserAgent)
 	req.SetBodyRaw(r.Body)
 	if len(r.Secrets) > 0 {
-		req.Header.SetBytesV("X-Zaits-Signature", seedSignature(nil, r.Secrets[0], r.Body))
+		signSeed(&req.Header, r.Secrets, r.Body)
 		req.Header.SetBytesV("webhook-signature", standardSignatures(nil, r.Secrets, r.DeliveryID, now.Unix(), r.Body))
 	}
 	req.Header.Set("X-Zaits-Event", r.EventType)

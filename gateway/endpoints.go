@@ -28,6 +28,11 @@ type endpointView struct {
 	Version     int64     `json:"version"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// DisabledReason and DisabledAt say why and when the system disabled
+	// the endpoint ("gone": it answered 410; "failing": every attempt failed
+	// for days); null otherwise. PUT {"active": true} clears them.
+	DisabledReason *string    `json:"disabled_reason"`
+	DisabledAt     *time.Time `json:"disabled_at"`
 	// LastDelivery and SuccessRate come from the delivery log; null until
 	// there is one (see summaries).
 	LastDelivery *time.Time `json:"last_delivery"`
@@ -35,10 +40,15 @@ type endpointView struct {
 }
 
 func viewOf(e *endpoint.Entry) endpointView {
-	return endpointView{
+	v := endpointView{
 		ID: e.ID, URL: e.URL, Events: e.Events, Description: e.Description, Active: e.Active,
 		Ordering: e.Ordering, Version: e.Version, CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.UpdatedAt.UTC(),
 	}
+	if e.DisabledReason != "" {
+		reason := e.DisabledReason
+		v.DisabledReason, v.DisabledAt = &reason, e.DisabledAt
+	}
+	return v
 }
 
 type dataEnvelope struct {
@@ -77,6 +87,9 @@ func (g *Gateway) storeError(ctx *fasthttp.RequestCtx, id string, err error) {
 	switch {
 	case errors.Is(err, endpoint.ErrNotFound):
 		notFound(ctx, id)
+	case errors.Is(err, endpoint.ErrRotationInProgress):
+		writeError(ctx, fasthttp.StatusConflict, "rotation_in_progress",
+			"the secret the last rotation replaced still signs ("+err.Error()+"); retire it with DELETE /v1/webhooks/endpoints/"+schemas.Clip(id, 64)+"/secret/previous once your receivers use the new secret, then rotate again")
 	case errors.Is(err, endpoint.ErrConflict):
 		writeError(ctx, fasthttp.StatusConflict, "conflict",
 			"the endpoint was changed by another request; fetch it again and retry (If-Match carries the version you expect)")
@@ -262,6 +275,29 @@ func (g *Gateway) rotateSecret(ctx *fasthttp.RequestCtx, account string) {
 	}
 	ctx.Response.Header.Set(fasthttp.HeaderETag, `"`+strconv.FormatInt(e.Version, 10)+`"`)
 	writeData(ctx, fasthttp.StatusOK, v)
+}
+
+// retirePreviousSecret: DELETE /v1/webhooks/endpoints/{endpoint_id}/secret/previous.
+// The secret the last rotation replaced stops signing now (instead of at
+// the end of the overlap); X-Zaits-Signature then carries the current
+// secret's signature. Without one it changes nothing.
+func (g *Gateway) retirePreviousSecret(ctx *fasthttp.RequestCtx, account string) {
+	id := pathID(ctx)
+	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	e, err := g.store.RetirePrevious(wctx, account, id)
+	if err != nil {
+		g.storeError(ctx, id, err)
+		return
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderETag, `"`+strconv.FormatInt(e.Version, 10)+`"`)
+	writeData(ctx, fasthttp.StatusOK, retiredView{ID: e.ID, Version: e.Version, UpdatedAt: e.UpdatedAt.UTC()})
+}
+
+type retiredView struct {
+	ID        string    `json:"id"`
+	Version   int64     `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // listEvents: GET /v1/webhooks/events, the catalogue.

@@ -45,8 +45,9 @@ type Gateway struct {
 	apiRequests *prometheus.CounterVec
 	apiSeconds  *prometheus.HistogramVec
 
-	// Event ingestion (ingest.go).
-	ingest *ingester
+	// Event ingestion (ingest.go) and recovery (recovery.go).
+	ingest   *ingester
+	recovery recovery
 
 	srv *fasthttp.Server
 	ln  net.Listener
@@ -69,6 +70,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 	if err := g.initManagement(); err != nil {
 		return nil, err
 	}
+	g.initRecovery()
 
 	r := mux.New()
 	// An API answers what it is asked: no redirects to "fixed" paths (a 301
@@ -109,6 +111,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.store.Start(ctx); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	if err := g.recovery.jobs.Start(ctx); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
 	ln, err := net.Listen("tcp", g.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway listener %s: %w", g.cfg.Listen, err)
@@ -142,7 +147,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	if g.ln != nil {
 		errs = append(errs, g.srv.ShutdownWithContext(ctx))
 	}
-	errs = append(errs, g.ingest.close())
+	errs = append(errs, g.ingest.close(), g.recovery.tasks.Close(), g.recovery.jobs.Stop())
 	errs = append(errs, g.stopManagement(), g.store.Stop(), g.ops.Stop(ctx))
 	return errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/goccy/go-json"
@@ -82,7 +83,12 @@ func (in *endpointInput) applyTo(ep *schemas.Endpoint) {
 		ep.Description = *in.Description
 	}
 	if in.Active != nil {
-		ep.Active = *in.Active
+		if *in.Active && !ep.Active {
+			now := time.Now().UTC().Truncate(time.Second)
+			ep.ActivatedAt = &now
+		}
+		// Set by the account: a reason the system gave no longer applies.
+		ep.Active, ep.DisabledReason, ep.DisabledAt = *in.Active, "", nil
 	}
 	if in.Ordering != nil {
 		ep.Ordering = *in.Ordering

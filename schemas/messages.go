@@ -300,6 +300,11 @@ type Endpoint struct {
 	DisabledReason string `json:"disabled_reason,omitempty"`
 	// DisabledAt is when the system deactivated it.
 	DisabledAt *time.Time `json:"disabled_at,omitempty"`
+	// ActivatedAt is when the endpoint last became active (created active,
+	// or re-activated); nil means CreatedAt. The check that disables an
+	// endpoint failing for days counts from it, so a re-enabled endpoint
+	// gets the whole period again.
+	ActivatedAt *time.Time `json:"activated_at,omitempty"`
 }
 
 // Reasons the system disables an endpoint (Endpoint.DisabledReason).

@@ -77,7 +77,9 @@ var parts = []part{
 		},
 	},
 	{
-		name: "router", needs: needsEndpoints,
+		// Recover and replay jobs and the failing-endpoint check read the
+		// delivery log (clickhouse.* flags).
+		name: "router", needs: needsEndpoints | needsAnalytics,
 		flags:    func(c *configs, fs *flag.FlagSet) { c.router.RegisterFlags(fs) },
 		validate: func(c *configs) error { return c.router.Validate() },
 		build: func(c *configs, log *slog.Logger, reg *prometheus.Registry) (component, error) {
@@ -229,7 +231,7 @@ func (c *configs) link(dev bool) {
 	c.endpoints.Dev, c.delivery.Dev = dev, dev
 	c.analytics.Kafka = &c.kafka
 	c.dispatcher.Kafka, c.dispatcher.Endpoints, c.dispatcher.Delivery, c.dispatcher.Dev = &c.kafka, &c.endpoints, &c.delivery, dev
-	c.router.Kafka, c.router.Endpoints, c.router.Dev = &c.kafka, &c.endpoints, dev
+	c.router.Kafka, c.router.Endpoints, c.router.History, c.router.Dev = &c.kafka, &c.endpoints, &c.analytics, dev
 	c.gateway.Kafka, c.gateway.Endpoints, c.gateway.Delivery, c.gateway.History, c.gateway.Dev = &c.kafka, &c.endpoints, &c.delivery, &c.analytics, dev
 }
 

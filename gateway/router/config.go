@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/zaits/webhooks/analytics"
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/flagenv"
@@ -21,6 +22,11 @@ type Config struct {
 	Endpoints *endpoint.Config
 	// Dev is development mode (the shared -dev flag).
 	Dev bool
+	// History is the ClickHouse configuration of the delivery log (the
+	// analytics clickhouse.* flags): recover and replay jobs and the check
+	// that disables failing endpoints read it. Nil: those jobs fail and the
+	// check does not run; live routing and redrive jobs do not need it.
+	History *analytics.Config
 
 	// OpsListen serves /metrics, /healthz and /readyz. Default 127.0.0.1:9104.
 	OpsListen string
@@ -40,11 +46,30 @@ type Config struct {
 	// DedupIDs bounds the ids remembered per partition of <p>.events
 	// (about 32 bytes each). Default 500000.
 	DedupIDs int
+
+	// JobRate is the tasks per second of a recovery job that asks for no
+	// rate. Default 500.
+	JobRate int
+	// JobsMaxRate bounds the tasks per second of all the jobs this router
+	// runs together (so live deliveries keep their latency), and the rate
+	// of any one of them. Default 2000.
+	JobsMaxRate int
+	// DisableAfter disables an endpoint whose every attempt failed for this
+	// long (it is told with a webhook.endpoint.disabled event). Default 120h
+	// (5 days); negative: never.
+	DisableAfter time.Duration
+	// HealthInterval is how often the router that owns partition 0 of
+	// <p>.events looks for such endpoints. Default 10m.
+	HealthInterval time.Duration
 }
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
 	c.Kafka = broker.Defaulted(c.Kafka)
+	if c.History != nil {
+		h := c.History.WithDefaults()
+		c.History = &h
+	}
 	flagenv.Default(&c.OpsListen, "127.0.0.1:9104")
 	if c.Group == "" && c.Kafka != nil {
 		c.Group = c.Kafka.Topic("router")
@@ -54,6 +79,10 @@ func (c Config) withDefaults() Config {
 	flagenv.Default(&c.SessionTimeout, 10*time.Second)
 	flagenv.Default(&c.DedupWindow, time.Hour)
 	flagenv.Default(&c.DedupIDs, 500000)
+	flagenv.Default(&c.JobRate, 500)
+	flagenv.Default(&c.JobsMaxRate, 2000)
+	flagenv.Default(&c.DisableAfter, 5*24*time.Hour)
+	flagenv.Default(&c.HealthInterval, 10*time.Minute)
 	return c
 }
 
@@ -67,6 +96,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SessionTimeout, "router.session-timeout", d.SessionTimeout, "how soon the partitions of a router that stopped heartbeating move to another one")
 	fs.DurationVar(&c.DedupWindow, "router.dedup-window", d.DedupWindow, "how long a routed event id is remembered to drop a re-published duplicate (at least 1h)")
 	fs.IntVar(&c.DedupIDs, "router.dedup-ids", d.DedupIDs, "event ids remembered per partition of <p>.events (~32 bytes each); bounds the window's memory")
+	fs.IntVar(&c.JobRate, "router.job-rate", d.JobRate, "tasks per second of a recovery job (recover, replay, redrive) that asks for no rate")
+	fs.IntVar(&c.JobsMaxRate, "router.jobs-max-rate", d.JobsMaxRate, "tasks per second of all recovery jobs of this router together, and of any one of them")
+	flagenv.OffDuration(fs, &c.DisableAfter, "router.disable-after", d.DisableAfter, "disable an endpoint whose every attempt failed for this long (0: never)")
+	fs.DurationVar(&c.HealthInterval, "router.health-interval", d.HealthInterval, "how often failing endpoints are looked for")
 }
 
 // Validate reports every problem with the configuration at once (zero
@@ -97,6 +130,21 @@ func (c Config) validate() error {
 	}
 	if c.DedupIDs < 1000 {
 		errs = append(errs, fmt.Errorf("router.dedup-ids: must be at least 1000, got %d", c.DedupIDs))
+	}
+	if c.JobsMaxRate < 1 || c.JobsMaxRate > 100000 {
+		errs = append(errs, fmt.Errorf("router.jobs-max-rate: must be 1..100000, got %d", c.JobsMaxRate))
+	}
+	if c.JobRate < 1 || c.JobRate > c.JobsMaxRate {
+		errs = append(errs, fmt.Errorf("router.job-rate: must be 1..router.jobs-max-rate (%d), got %d", c.JobsMaxRate, c.JobRate))
+	}
+	if c.DisableAfter > 0 && c.DisableAfter < time.Hour {
+		errs = append(errs, fmt.Errorf("router.disable-after: must be at least 1h (the health rollup's resolution), got %s", c.DisableAfter))
+	}
+	if c.HealthInterval < time.Second {
+		errs = append(errs, fmt.Errorf("router.health-interval: must be at least 1s, got %s", c.HealthInterval))
+	}
+	if c.History != nil {
+		errs = append(errs, c.History.Validate())
 	}
 	return errors.Join(errs...)
 }

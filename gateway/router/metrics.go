@@ -15,6 +15,8 @@ type metrics struct {
 	window      *prometheus.GaugeVec   // partition
 	retries     prometheus.Counter
 	commitErrs  prometheus.Counter
+	jobs        *prometheus.CounterVec // type, status
+	jobTasks    *prometheus.CounterVec // type
 
 	fromHTTP, fromKafka prometheus.Counter
 }
@@ -39,9 +41,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Task writes retried after Kafka refused or timed out (the batch is retried, never skipped)."}),
 		commitErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "zaits_router_commit_errors_total",
 			Help: "Offset commits that failed (retried at the next interval)."}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zaits_router_jobs_finished_total",
+			Help: "Recovery jobs this router finished, by type (recover, replay, redrive) and status (completed, failed, cancelled)."}, []string{"type", "status"}),
+		jobTasks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zaits_router_job_tasks_total",
+			Help: "Delivery tasks written by recovery jobs, by type."}, []string{"type"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.tasks, m.perEvent, m.duplicates, m.quarantined, m.lag, m.window, m.retries, m.commitErrs)
+		reg.MustRegister(m.events, m.tasks, m.perEvent, m.duplicates, m.quarantined, m.lag, m.window, m.retries, m.commitErrs, m.jobs, m.jobTasks)
 	}
 	m.fromHTTP, m.fromKafka = m.events.WithLabelValues("http"), m.events.WithLabelValues("kafka")
 	return m

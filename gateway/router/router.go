@@ -25,10 +25,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"golang.org/x/time/rate"
 
+	"github.com/zaits/webhooks/analytics"
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/eventlog"
+	"github.com/zaits/webhooks/internal/jobs"
 	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/schemas"
 )
@@ -43,6 +46,12 @@ type Router struct {
 	client *kafka.Client
 	writer *kafka.Writer
 	m      *metrics
+
+	// Recovery jobs (jobs.go) and the failing-endpoint check (health.go).
+	jobs     *jobs.Store
+	jobLimit *rate.Limiter // all jobs of this router together
+	history  *analytics.History
+	closeCH  func() error
 
 	events, deliveries, invalid string
 
@@ -73,6 +82,18 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Router, error
 		events:     kc.Topic(schemas.TopicEvents),
 		deliveries: kc.Topic(schemas.TopicDeliveries),
 		invalid:    kc.Topic(schemas.TopicEventsInvalid),
+		jobs:       jobs.NewStore(kc, log.With("part", "jobs")),
+		jobLimit:   rate.NewLimiter(rate.Limit(cfg.JobsMaxRate), min(cfg.JobsMaxRate, jobBatch)),
+	}
+	if h := cfg.History; h != nil {
+		conn, err := analytics.Open(*h, h.ClickHouseDatabase)
+		if err != nil {
+			return nil, fmt.Errorf("router: delivery log: %w", err)
+		}
+		if r.history, err = analytics.NewHistory(conn, h.ClickHouseDatabase, reg); err != nil {
+			return nil, errors.Join(fmt.Errorf("router: delivery log: %w", err), conn.Close())
+		}
+		r.closeCH = conn.Close
 	}
 	r.ops.AddCheck("kafka", func(ctx context.Context) error { return kc.Ping(ctx, r.events) })
 	r.ops.AddCheck("endpoints", func(context.Context) error {
@@ -103,6 +124,9 @@ func (r *Router) Start(ctx context.Context) error {
 	if err := r.store.Start(ctx); err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
+	if err := r.jobs.Start(ctx); err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
 	r.started.Store(true)
 	rctx, cancel := context.WithCancel(context.Background())
 	r.cancel, r.done = cancel, make(chan struct{})
@@ -128,7 +152,10 @@ func (r *Router) Stop(ctx context.Context) error {
 	}
 	errs = append(errs, r.writer.Close())
 	if r.started.Load() {
-		errs = append(errs, r.store.Stop())
+		errs = append(errs, r.store.Stop(), r.jobs.Stop())
+	}
+	if r.closeCH != nil {
+		errs = append(errs, r.closeCH())
 	}
 	errs = append(errs, r.ops.Stop(ctx))
 	return errors.Join(errs...)
@@ -142,6 +169,7 @@ func (r *Router) abort() {
 	<-r.done
 	r.writer.Close()
 	r.store.Stop()
+	r.jobs.Stop()
 	r.ops.Stop(context.Background())
 }
 
@@ -219,6 +247,11 @@ func (r *Router) generation(ctx context.Context, gen *kafka.Generation) {
 			defer stop()
 			r.partition(pctx, a, prog)
 		})
+		// The account's jobs run where its live events are routed.
+		gen.Start(func(gctx context.Context) { r.runJobs(gctx, a.ID) })
+		if a.ID == 0 && r.history != nil && r.cfg.DisableAfter > 0 {
+			gen.Start(func(gctx context.Context) { r.watchHealth(gctx) })
+		}
 	}
 	gen.Start(func(gctx context.Context) {
 		t := time.NewTicker(r.cfg.CommitInterval)

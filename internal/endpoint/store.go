@@ -47,6 +47,10 @@ import (
 var (
 	ErrNotFound = errors.New("endpoint not found")
 	ErrConflict = errors.New("endpoint was changed concurrently")
+	// ErrRotationInProgress refuses a rotation while the secret replaced by
+	// the previous one still signs: an endpoint has at most two live
+	// secrets, so a delivery is signed at most twice.
+	ErrRotationInProgress = errors.New("the previous secret is still in its rotation overlap")
 )
 
 // Entry is one endpoint as the store holds it: the stored record plus its
@@ -474,7 +478,9 @@ func (s *Store) Update(ctx context.Context, account, id string, expectedVersion 
 
 // Rotate gives the endpoint a new secret, returned in clear once; the
 // previous current secret keeps signing for the configured overlap, and
-// secrets whose overlap has ended are dropped.
+// secrets whose overlap has ended are dropped. While a replaced secret is
+// still in its overlap, Rotate refuses with ErrRotationInProgress (retire
+// it first: RetirePrevious).
 func (s *Store) Rotate(ctx context.Context, account, id string) (*Entry, string, error) {
 	plain := NewSecret()
 	now := time.Now().UTC()
@@ -483,10 +489,10 @@ func (s *Store) Rotate(ctx context.Context, account, id string) (*Entry, string,
 		kept := []schemas.Secret{{Ciphertext: s.cipher.Seal(id, []byte(plain))}}
 		for _, old := range ep.Secrets {
 			switch {
+			case old.ExpiresAt != nil && now.Before(*old.ExpiresAt):
+				return fmt.Errorf("%w until %s", ErrRotationInProgress, old.ExpiresAt.UTC().Format(time.RFC3339))
 			case old.ExpiresAt == nil && s.cfg.RotationOverlap > 0:
 				old.ExpiresAt = &exp
-				kept = append(kept, old)
-			case old.ExpiresAt != nil && now.Before(*old.ExpiresAt):
 				kept = append(kept, old)
 			}
 		}
@@ -497,6 +503,30 @@ func (s *Store) Rotate(ctx context.Context, account, id string) (*Entry, string,
 		return nil, "", err
 	}
 	return e, plain, nil
+}
+
+// RetirePrevious ends a rotation's overlap at once: the replaced secret
+// stops signing, and X-Zaits-Signature carries the current secret's
+// signature from the next delivery on. Without a replaced secret in its
+// overlap it changes nothing.
+func (s *Store) RetirePrevious(ctx context.Context, account, id string) (*Entry, error) {
+	cur, ok := s.GetForAccount(account, id)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if len(cur.SigningSecrets(time.Now())) < 2 {
+		return cur, nil
+	}
+	return s.Update(ctx, account, id, 0, func(ep *schemas.Endpoint) error {
+		var kept []schemas.Secret
+		for _, sec := range ep.Secrets {
+			if sec.ExpiresAt == nil {
+				kept = append(kept, sec)
+			}
+		}
+		ep.Secrets = kept
+		return nil
+	})
 }
 
 // Delete writes a tombstone for the account's endpoint id. If

@@ -35,7 +35,7 @@ type Record struct {
 	Headers   []kafka.Header
 }
 
-// Log reads <p>.events.
+// Log reads one topic as a log: <p>.events (New), or <p>.dead (Open).
 type Log struct {
 	client     *kafka.Client
 	topic      string
@@ -43,22 +43,31 @@ type Log struct {
 }
 
 // New returns a reader of <p>.events of kc.
-func New(kc *broker.Config) *Log {
+func New(kc *broker.Config) *Log { return Open(kc, schemas.TopicEvents) }
+
+// Open returns a reader of the topic name (without prefix) of kc.
+func Open(kc *broker.Config, name string) *Log {
 	kc = broker.Defaulted(kc)
-	return &Log{client: kc.Client(), topic: kc.Topic(schemas.TopicEvents), partitions: kc.Partitions[schemas.TopicEvents]}
+	return &Log{client: kc.Client(), topic: kc.Topic(name), partitions: kc.Partitions[name]}
 }
 
-// Topic is the full name of <p>.events.
+// Topic is the topic's full name.
 func (l *Log) Topic() string { return l.topic }
 
-// PartitionOf is the partition of account's events: murmur2 of the key, as
-// the gateway's writer and every Kafka client's default partitioner pick it.
-func (l *Log) PartitionOf(account string) int {
+// PartitionOf is the partition of key's messages (an account's events, an
+// endpoint's dead letters): murmur2 of the key, as this system's writers
+// and every Kafka client's default partitioner pick it.
+func (l *Log) PartitionOf(key string) int {
 	parts := make([]int, l.partitions)
 	for i := range parts {
 		parts[i] = i
 	}
-	return (&kafka.Murmur2Balancer{}).Balance(kafka.Message{Key: []byte(account)}, parts...)
+	return (&kafka.Murmur2Balancer{}).Balance(kafka.Message{Key: []byte(key)}, parts...)
+}
+
+// Message is rec as a kafka.Message (for schemas.ParseTask).
+func (rec *Record) Message(topic string) kafka.Message {
+	return kafka.Message{Topic: topic, Partition: rec.Partition, Offset: rec.Offset, Time: rec.Time, Key: rec.Key, Value: rec.Value, Headers: rec.Headers}
 }
 
 // Fetch reads the records at and after offset that one fetch returns
@@ -112,21 +121,31 @@ func readBytes(b kafka.Bytes) ([]byte, error) {
 	return out, err
 }
 
-// At reads the record at offset of partition p; it wraps ErrGone when
-// retention deleted it.
-func (l *Log) At(ctx context.Context, p int, offset int64) (Record, error) {
+// From reads the records from offset of partition p that one fetch
+// returns, the first of them at offset; it wraps ErrGone when retention
+// deleted the record at offset (or there is none there).
+func (l *Log) From(ctx context.Context, p int, offset int64) ([]Record, error) {
 	recs, err := l.Fetch(ctx, p, offset)
 	if errors.Is(err, kafka.OffsetOutOfRange) {
 		first, _, berr := l.Bounds(ctx, p)
 		if berr == nil && offset < first {
-			return Record{}, fmt.Errorf("%s/%d at %d: %w", l.topic, p, offset, ErrGone)
+			return nil, fmt.Errorf("%s/%d at %d: %w", l.topic, p, offset, ErrGone)
 		}
 	}
 	if err != nil {
-		return Record{}, err
+		return nil, err
 	}
 	if len(recs) == 0 || recs[0].Offset != offset {
-		return Record{}, fmt.Errorf("%s/%d at %d: %w", l.topic, p, offset, ErrGone)
+		return nil, fmt.Errorf("%s/%d at %d: %w", l.topic, p, offset, ErrGone)
+	}
+	return recs, nil
+}
+
+// At reads the record at offset of partition p (see From).
+func (l *Log) At(ctx context.Context, p int, offset int64) (Record, error) {
+	recs, err := l.From(ctx, p, offset)
+	if err != nil {
+		return Record{}, err
 	}
 	return recs[0], nil
 }
