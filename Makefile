@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
 
 export ZAITS_STATE_DIR := $(STATE)
 
-.PHONY: run test stop stack build lint fuzz tools chdb chromium bench deploy-check
+.PHONY: run test stop stack build lint fuzz tools chdb chromium verifiers bench deploy-check
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground;
 ## Ctrl-C stops the system and the servers this run started
@@ -21,7 +21,7 @@ run: build
 
 ## test: start the stack if needed, then lint (gofmt, go vet, staticcheck: CI enforces it) and
 ## every test, integration tests included
-test: tools stack chdb chromium lint
+test: tools stack chdb chromium verifiers lint
 	deploy/check.sh
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
@@ -75,6 +75,10 @@ $(STATE)/venv/.chdb-core-26.9.0:
 	python3 -m venv $(STATE)/venv
 	$(STATE)/venv/bin/pip install --quiet --disable-pip-version-check chdb-core==26.9.0
 	touch $@
+
+## verifiers: node, python3 and php for the seed's signature snippets (gateway/rotation_test.go)
+verifiers:
+	@deploy/local/verifiers.sh
 
 ## chromium: Debian's Chromium for the console's browser tests (gateway/console)
 chromium:

@@ -122,8 +122,8 @@ func TestDropExpiredPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	dropped, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now)
-	if err != nil || !reflect.DeepEqual(dropped, []int{202609, 202609, 202609}) { // attempts, delivery_index, endpoint_last_attempt
-		t.Fatalf("dropped %v, %v; want [202609 202609 202609]", dropped, err)
+	if err != nil || !reflect.DeepEqual(dropped, []int{202609, 202609, 202609, 202609}) { // attempts, delivery_index, endpoint_last_attempt, endpoint_health
+		t.Fatalf("dropped %v, %v; want [202609 202609 202609 202609]", dropped, err)
 	}
 	if again, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now); err != nil || len(again) != 0 {
 		t.Errorf("second run dropped %v, %v", again, err)

@@ -327,6 +327,15 @@ func TestTenancy(t *testing.T) {
 		{"GET", "/v1/webhooks/endpoints/%s/deliveries", ""},
 		{"GET", "/v1/webhooks/endpoints/%s/deliveries/del_aaaaaaaaaaaaaaaaaaaaaaaaaa", ""},
 		{"GET", "/v1/webhooks/endpoints/%s/stats", ""},
+		{"DELETE", "/v1/webhooks/endpoints/%s/secret/previous", ""},
+		{"POST", "/v1/webhooks/endpoints/%s/deliveries/del_aaaaaaaaaaaaaaaaaaaaaaaaaa/resend", ""},
+		{"POST", "/v1/webhooks/endpoints/%s/recover", `{"since": "2026-11-30T00:00:00Z"}`},
+		{"POST", "/v1/webhooks/endpoints/%s/replay", `{"since": "2026-11-30T00:00:00Z"}`},
+		{"GET", "/v1/webhooks/endpoints/%s/dead-letters", ""},
+		{"POST", "/v1/webhooks/endpoints/%s/dead-letters/replay", ""},
+		{"GET", "/v1/webhooks/endpoints/%s/jobs", ""},
+		{"GET", "/v1/webhooks/endpoints/%s/jobs/job_aaaaaaaaaaaaaaaaaaaa", ""},
+		{"POST", "/v1/webhooks/endpoints/%s/jobs/job_aaaaaaaaaaaaaaaaaaaa/cancel", ""},
 	}
 	for _, rt := range routes {
 		other := call(t, g, keyB, rt.method, fmt.Sprintf(rt.path, id), rt.body)
@@ -578,7 +587,9 @@ func TestTestEndpointRotationAndAttempts(t *testing.T) {
 		t.Fatalf("default test event %s", body)
 	}
 
-	// Rotation: a new secret; both sign during the overlap.
+	// Rotation: a new secret; both sign during the overlap, the seed header
+	// with the previous one (receivers that did not switch keep verifying),
+	// X-Zaits-Signature-New with the new one.
 	r = call(t, g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/secret/rotate", "")
 	want(t, r, 200, "")
 	secret2 := r.data()["secret"].(string)
@@ -591,10 +602,25 @@ func TestTestEndpointRotationAndAttempts(t *testing.T) {
 	req, body = rc.last()
 	sigs := strings.Fields(req.Header.Get("webhook-signature"))
 	id1, ts := req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp")
-	if req.Header.Get("X-Zaits-Signature") != seedSig(secret2, body) || len(sigs) != 2 ||
+	if req.Header.Get("X-Zaits-Signature") != seedSig(secret1, body) || req.Header.Get("X-Zaits-Signature-New") != seedSig(secret2, body) || len(sigs) != 2 ||
 		sigs[0] != standardSig(secret2, id1, ts, body) || sigs[1] != standardSig(secret1, id1, ts, body) {
-		t.Fatalf("after rotation: X-Zaits-Signature %s, webhook-signature %v", req.Header.Get("X-Zaits-Signature"), sigs)
+		t.Fatalf("after rotation: X-Zaits-Signature %s, -New %s, webhook-signature %v", req.Header.Get("X-Zaits-Signature"), req.Header.Get("X-Zaits-Signature-New"), sigs)
 	}
+	// At most two live secrets: another rotation during the overlap is refused.
+	want(t, call(t, g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/secret/rotate", ""), 409, "rotation_in_progress")
+	// Retiring the previous secret ends the overlap: the seed header is the new secret's.
+	want(t, call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id+"/secret/previous", ""), 200, "")
+	want(t, call(t, g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/test", `{"event_type": "ocr.completed"}`), 200, "")
+	req, body = rc.last()
+	if req.Header.Get("X-Zaits-Signature") != seedSig(secret2, body) || req.Header.Get("X-Zaits-Signature-New") != "" || len(strings.Fields(req.Header.Get("webhook-signature"))) != 1 {
+		t.Fatalf("after retiring: X-Zaits-Signature %s, -New %q, webhook-signature %s", req.Header.Get("X-Zaits-Signature"), req.Header.Get("X-Zaits-Signature-New"), req.Header.Get("webhook-signature"))
+	}
+	want(t, call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id+"/secret/previous", ""), 200, "") // nothing left to retire
+	r = call(t, g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/secret/rotate", "")
+	want(t, r, 200, "")
+	secret1 = secret2
+	secret2 = r.data()["secret"].(string)
+	want(t, call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id+"/secret/previous", ""), 200, "")
 
 	// A receiver answering 500: sent, with the status and a truncated body.
 	bad := newReceiver(t, 500)
@@ -615,13 +641,13 @@ func TestTestEndpointRotationAndAttempts(t *testing.T) {
 	}
 
 	// Every test attempt is on <p>.attempts, marked as a test.
-	attempts := readAttempts(t, kc, 5)
+	attempts := readAttempts(t, kc, 6)
 	for _, a := range attempts {
-		if !a.Test || a.EndpointID != id || a.AccountID != "acct_a" || a.Attempt != 1 || a.AttemptedAt.IsZero() {
+		if !a.Test || a.EndpointID != id || a.AccountID != "acct_a" || a.Attempt != 1 || a.AttemptedAt.IsZero() || a.EventOffset != -1 {
 			t.Fatalf("attempt %+v", a)
 		}
 	}
-	if a := attempts[4]; a.Outcome != schemas.OutcomeFailed || a.ErrorCode != "connection_error" || a.HTTPStatus != 0 {
+	if a := attempts[5]; a.Outcome != schemas.OutcomeFailed || a.ErrorCode != "connection_error" || a.HTTPStatus != 0 {
 		t.Fatalf("last attempt %+v", a)
 	}
 	if a := attempts[0]; a.Outcome != schemas.OutcomeSuccess || a.HTTPStatus != 200 || a.EventType != "document.signed" || a.DeliveryID != d["delivery_id"] {
