@@ -229,7 +229,8 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 			}
 		}
 	} else {
-		if err := h.conn.QueryRow(ctx, h.text(sqlDeliveriesTotal), accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status).Scan(&total); err != nil {
+		if err := h.conn.QueryRow(ctx, h.text(sqlDeliveriesTotal), accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status, f.Status,
+			accountID, endpointID, accountID, endpointID).Scan(&total); err != nil {
 			return nil, 0, fmt.Errorf("count deliveries: %w", err)
 		}
 		// A full page among the last day's deliveries is the page: every
@@ -239,7 +240,8 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 				break
 			}
 			var err error
-			if ids, err = h.ids(ctx, sqlDeliveryIDs, accountID, endpointID, since, f.EventType, f.EventType, f.Status, f.Status, offset, perPage); err != nil {
+			if ids, err = h.ids(ctx, sqlDeliveryIDs, accountID, endpointID, since, f.EventType, f.EventType, f.Status, f.Status, f.Status,
+				accountID, endpointID, accountID, endpointID, offset, perPage); err != nil {
 				return nil, 0, err
 			}
 			if len(ids.ids) == perPage {

@@ -56,24 +56,31 @@ ORDER BY version`}
 	// sqlDeliveryIDs is one page of an endpoint's delivery ids, newest first
 	// (accepted_at is the same in every attempt of a delivery), for the
 	// status filters "", success and failed: a delivery has an attempt with
-	// outcome success (failed) exactly when its status is success (failed).
+	// outcome success exactly when its status is success, and one with
+	// outcome failed when its status is failed or, after a recovery run
+	// (trigger not ''), success: failed leaves out the deliveries such a run
+	// touched that have a success (few: only recovery runs add attempts after
+	// a failure or a success, so the live history needs no GROUP BY).
 	// History.Deliveries first looks at the last day only (since), which
 	// holds the page whenever it comes back full, and else at everything
 	// (since 0).
 	// Parameters: account, endpoint, since (unix seconds), event type twice,
-	// status twice, offset, limit.
+	// status three times, account, endpoint, account, endpoint, offset, limit.
 	sqlDeliveryIDs = statement{"delivery_ids", `SELECT delivery_id, accepted_at
 FROM {db}.attempts
 WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?) AND (? = '' OR event_type = ?) AND (? = '' OR outcome = ?)
+    AND (? != 'failed' OR delivery_id NOT IN (` + recoveredSuccesses + `))
 ORDER BY accepted_at DESC, delivery_id DESC
 LIMIT 1 BY delivery_id
 LIMIT ?, ?`}
 
 	// sqlDeliveriesTotal counts what sqlDeliveryIDs pages through.
-	// Parameters: account, endpoint, event type twice, status twice.
+	// Parameters: account, endpoint, event type twice, status three times,
+	// account, endpoint, account, endpoint.
 	sqlDeliveriesTotal = statement{"deliveries_total", `SELECT uniqExact(delivery_id)
 FROM {db}.attempts
-WHERE account_id = ? AND endpoint_id = ? AND (? = '' OR event_type = ?) AND (? = '' OR outcome = ?)`}
+WHERE account_id = ? AND endpoint_id = ? AND (? = '' OR event_type = ?) AND (? = '' OR outcome = ?)
+    AND (? != 'failed' OR delivery_id NOT IN (` + recoveredSuccesses + `))`}
 
 	// sqlRetryingIDs is one page of the deliveries none of whose attempts
 	// succeeded or failed. Parameters: account, endpoint, event type twice, offset, limit.
@@ -221,16 +228,18 @@ GROUP BY delivery_id`}
 
 	// sqlFailedPage is the next page of an endpoint's failed deliveries
 	// (status failed: an attempt failed and none succeeded) accepted in
-	// [since, until), oldest first, after the cursor (accepted_at, delivery
-	// id): what a recover job re-sends. Test sends are left out.
-	// Parameters: account, endpoint, since, until (unix seconds), cursor
-	// accepted_at (unix seconds), cursor delivery id, limit.
+	// [since, until), oldest first — by acceptance second, then by the
+	// event's offset (one account's events share a partition, so that is
+	// acceptance order), then delivery id — after the cursor: what a recover
+	// job re-sends. Test sends are left out. Parameters: account, endpoint,
+	// since, until (unix seconds), cursor accepted_at (unix seconds), cursor
+	// event offset, cursor delivery id, limit.
 	sqlFailedPage = statement{"failed_page", `SELECT delivery_id, any(event_id), any(event_type), min(accepted_at) AS created, max(event_partition), max(event_offset), max(attempt)
 FROM {db}.attempts
 WHERE account_id = ? AND endpoint_id = ? AND accepted_at >= toDateTime(?) AND accepted_at < toDateTime(?) AND test = 0
 GROUP BY delivery_id
-HAVING max(outcome = 'failed') = 1 AND max(outcome = 'success') = 0 AND (created, delivery_id) > (toDateTime(?), ?)
-ORDER BY created, delivery_id
+HAVING max(outcome = 'failed') = 1 AND max(outcome = 'success') = 0 AND (created, max(event_offset), delivery_id) > (toDateTime(?), ?, ?)
+ORDER BY created, max(event_offset), delivery_id
 LIMIT ?`}
 
 	// sqlMaxAttempts gives the attempts recorded so far of the listed
@@ -273,6 +282,12 @@ FROM {db}.attempts
 WHERE account_id = ? AND endpoint_id IN ? AND accepted_at >= toDateTime(?) AND outcome IN ('success', 'failed')
 GROUP BY endpoint_id`}
 )
+
+// recoveredSuccesses is the subquery of the deliveries a recovery run
+// touched (resend, recover, replay, redrive) that have a successful
+// attempt. Parameters: account, endpoint, account, endpoint.
+const recoveredSuccesses = `SELECT delivery_id FROM {db}.attempts WHERE account_id = ? AND endpoint_id = ? AND outcome = 'success' AND delivery_id IN (
+        SELECT delivery_id FROM {db}.attempts WHERE account_id = ? AND endpoint_id = ? AND trigger != '')`
 
 // statements lists every statement above, for the export to the chdb check.
 var statements = []statement{

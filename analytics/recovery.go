@@ -54,11 +54,11 @@ type FailedDelivery struct {
 
 // FailedPage returns up to limit of the endpoint's failed deliveries
 // accepted in [since, until), oldest first, after the cursor (the accepted
-// time and delivery id of the last one returned before; zero values for
-// the first page).
-func (h *History) FailedPage(ctx context.Context, accountID, endpointID string, since, until, afterAccepted time.Time, afterID string, limit int) ([]FailedDelivery, error) {
+// time, event offset and delivery id of the last one returned before; zero
+// values and an offset of -2 for the first page).
+func (h *History) FailedPage(ctx context.Context, accountID, endpointID string, since, until, afterAccepted time.Time, afterOffset int64, afterID string, limit int) ([]FailedDelivery, error) {
 	defer h.observe("failed_page", time.Now())
-	rows, err := h.conn.Query(ctx, h.text(sqlFailedPage), accountID, endpointID, since.Unix(), until.Unix(), max(afterAccepted.Unix(), 0), afterID, limit)
+	rows, err := h.conn.Query(ctx, h.text(sqlFailedPage), accountID, endpointID, since.Unix(), until.Unix(), max(afterAccepted.Unix(), 0), afterOffset, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("failed deliveries: %w", err)
 	}

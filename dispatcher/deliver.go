@@ -134,8 +134,9 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 	}
 }
 
-// disable disables ep for reason, retrying while Kafka does not take it;
-// false when ctx ended first (the task is then delivered again).
+// disable disables ep for reason (and announces it), retrying while Kafka
+// does not take the update; false when ctx ended first (the task is then
+// delivered again, and answered 410 again).
 func (d *Dispatcher) disable(ctx context.Context, ep *endpoint.Entry, reason, detail string) bool {
 	var backoff retry.Backoff
 	for {

@@ -284,7 +284,7 @@ func (g *Gateway) createJob(ctx *fasthttp.RequestCtx, account, typ string) {
 		rerr.write(ctx)
 		return
 	}
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Second)
 	req, rerr := decodeJob(ctx.PostBody(), typ, now)
 	if rerr != nil {
 		rerr.write(ctx)

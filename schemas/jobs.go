@@ -70,7 +70,8 @@ type JobCursor struct {
 	Offset    int64 `json:"offset"`
 	End       int64 `json:"end"`
 	Bounded   bool  `json:"bounded,omitempty"`
-	// AcceptedAt and DeliveryID: a recover continues after this delivery.
+	// AcceptedAt, Offset and DeliveryID: a recover continues after this
+	// delivery (its acceptance, its event's offset, its id).
 	AcceptedAt *time.Time `json:"accepted_at,omitempty"`
 	DeliveryID string     `json:"delivery_id,omitempty"`
 }

@@ -87,7 +87,7 @@ func (r *Router) runJob(ctx context.Context, job schemas.Job) {
 	per = min(per, r.cfg.JobsMaxRate)
 	run := &jobRun{r: r, job: job, lim: rate.NewLimiter(rate.Limit(per), min(per, jobBatch))}
 	if run.job.Status == schemas.JobQueued {
-		now := time.Now().UTC()
+		now := time.Now().UTC().Truncate(time.Second)
 		run.job.Status, run.job.StartedAt = schemas.JobRunning, &now
 		if !run.checkpoint(ctx) {
 			return
@@ -111,7 +111,7 @@ func (r *Router) runJob(ctx context.Context, job schemas.Job) {
 		run.checkpoint(context.WithoutCancel(ctx)) // where this owner stopped; the next one resumes there
 		return
 	}
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Second)
 	run.job.FinishedAt = &now
 	switch {
 	case errors.Is(err, errCancelled):
@@ -163,10 +163,10 @@ func (run *jobRun) send(ctx context.Context, tasks []schemas.Task) error {
 	if len(tasks) == 0 {
 		return nil
 	}
-	if err := run.lim.WaitN(ctx, len(tasks)); err != nil {
+	if err := waitN(ctx, run.lim, len(tasks)); err != nil {
 		return err
 	}
-	if err := run.r.jobLimit.WaitN(ctx, len(tasks)); err != nil {
+	if err := waitN(ctx, run.r.jobLimit, len(tasks)); err != nil {
 		return err
 	}
 	msgs := make([]kafka.Message, len(tasks))
@@ -361,12 +361,12 @@ page:
 		if _, err := run.endpoint(); err != nil {
 			return err
 		}
-		var after time.Time
+		after, afterOffset := time.Time{}, int64(-2) // before every offset, -1 (unknown) included
 		if job.Cursor.AcceptedAt != nil {
-			after = *job.Cursor.AcceptedAt
+			after, afterOffset = *job.Cursor.AcceptedAt, job.Cursor.Offset
 		}
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		page, err := r.history.FailedPage(qctx, job.AccountID, job.EndpointID, job.Since, until, after, job.Cursor.DeliveryID, jobBatch)
+		page, err := r.history.FailedPage(qctx, job.AccountID, job.EndpointID, job.Since, until, after, afterOffset, job.Cursor.DeliveryID, jobBatch)
 		cancel()
 		if err != nil {
 			if err := run.waitOn(ctx, &backoff, "the delivery log", err); err != nil {
@@ -404,7 +404,7 @@ page:
 			return err
 		}
 		last := page[len(page)-1]
-		job.Cursor.AcceptedAt, job.Cursor.DeliveryID = &last.AcceptedAt, last.DeliveryID
+		job.Cursor.AcceptedAt, job.Cursor.Offset, job.Cursor.DeliveryID = &last.AcceptedAt, last.EventOffset, last.DeliveryID
 		if err := run.progress(ctx); err != nil {
 			return err
 		}
@@ -500,6 +500,18 @@ func (run *jobRun) redrive(ctx context.Context) error {
 		if err := run.progress(ctx); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// waitN waits until lim allows n events, in steps of at most its burst.
+func waitN(ctx context.Context, lim *rate.Limiter, n int) error {
+	for n > 0 {
+		k := min(n, lim.Burst())
+		if err := lim.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
 	}
 	return nil
 }

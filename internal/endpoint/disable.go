@@ -13,6 +13,7 @@ import (
 	"github.com/goccy/go-json"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -48,10 +49,14 @@ func disabledEvent(e *Entry, reason, detail string, at time.Time) (schemas.Event
 }
 
 // Disable deactivates the endpoint id for reason (schemas.DisabledGone or
-// DisabledFailing) and tells its account: first the webhook.endpoint.disabled
-// event is written to <p>.events (acks=all), then the endpoint record. A
-// crash in between leaves the endpoint active, so the next failure
-// announces again, with the same event id (a duplicate the router drops).
+// DisabledFailing) and tells its account: first the endpoint record (so
+// that whoever the event reaches finds the endpoint disabled), then the
+// webhook.endpoint.disabled event on <p>.events (acks=all), retried until
+// ctx ends. Only the writer whose update won announces, so the event is
+// written once (its id is derived from the endpoint's version, so even a
+// repeat is one event for the router). A crash between the two writes
+// leaves the endpoint disabled without its event: the log line and the
+// metric say so, and the endpoint's disabled_reason and disabled_at show it.
 // It reports whether this call disabled it; false, nil when the endpoint is
 // gone or already inactive (another instance was first).
 func (s *Store) Disable(ctx context.Context, id, reason, detail string, now time.Time) (bool, error) {
@@ -62,11 +67,6 @@ func (s *Store) Disable(ctx context.Context, id, reason, detail string, now time
 	ev, err := disabledEvent(e, reason, detail, now)
 	if err != nil {
 		return false, err
-	}
-	msg := kafka.Message{Key: []byte(ev.AccountID), Value: schemas.EncodeEvent(&ev),
-		Headers: []kafka.Header{{Key: schemas.HeaderIngest, Value: []byte("system")}}}
-	if err := s.events.WriteMessages(ctx, msg); err != nil {
-		return false, fmt.Errorf("announce the disabling of endpoint %s: %w", id, err)
 	}
 	at := now.UTC().Truncate(time.Second)
 	_, err = s.Update(ctx, e.AccountID, id, e.Version, func(ep *schemas.Endpoint) error {
@@ -81,5 +81,18 @@ func (s *Store) Disable(ctx context.Context, id, reason, detail string, now time
 	}
 	s.disabled.WithLabelValues(reason).Inc()
 	s.log.Warn("endpoint disabled", "endpoint", id, "account", e.AccountID, "reason", reason, "detail", detail, "event", ev.ID)
-	return true, nil
+	msg := kafka.Message{Key: []byte(ev.AccountID), Value: schemas.EncodeEvent(&ev),
+		Headers: []kafka.Header{{Key: schemas.HeaderIngest, Value: []byte("system")}}}
+	var backoff retry.Backoff
+	for {
+		err := s.events.WriteMessages(ctx, msg)
+		if err == nil {
+			return true, nil
+		}
+		s.log.Warn("announcing a disabled endpoint failed, retrying", "endpoint", id, "event", ev.ID, "err", err)
+		if !backoff.Wait(ctx) {
+			s.log.Error("a disabled endpoint was not announced (webhook.endpoint.disabled not sent)", "endpoint", id, "account", e.AccountID, "event", ev.ID, "err", err)
+			return true, nil
+		}
+	}
 }

@@ -133,8 +133,8 @@ def main():
             page_ids = c.run("retrying_ids", acc, ep, typ, typ, offset, limit)
             total = int(c.run("retrying_total", acc, ep, typ, typ)[0][0])
         else:
-            page_ids = c.run("delivery_ids", acc, ep, since, typ, typ, status, status, offset, limit)
-            total = int(c.run("deliveries_total", acc, ep, typ, typ, status, status)[0][0])
+            page_ids = c.run("delivery_ids", acc, ep, since, typ, typ, status, status, status, acc, ep, acc, ep, offset, limit)
+            total = int(c.run("deliveries_total", acc, ep, typ, typ, status, status, status, acc, ep, acc, ep)[0][0])
         ids = [r[0] for r in page_ids]
         unix = lambda v: int(datetime.strptime(v, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
         times = [unix(r[1]) for r in page_ids]
@@ -191,18 +191,22 @@ def main():
     rows.clear()
     add("acc_a", "we_1", "d6", "evt6", "ocr.completed", base + timedelta(minutes=5), [f], [7], pos=(3, 1300))
     add("acc_a", "we_1", "d7", "evt7", "ocr.completed", base + timedelta(minutes=5), [r, f], [7, 8], pos=(3, 1301))
-    add("acc_a", "we_1", "d8", "evt8", "ocr.completed", base + timedelta(minutes=6), [f, ok], [7, 8], pos=(3, 1302))
+    add("acc_a", "we_1", "d8", "evt8", "ocr.completed", base + timedelta(minutes=6), [f], [7], pos=(3, 1302))
+    add("acc_a", "we_1", "d8", "evt8", "ocr.completed", base + timedelta(minutes=6), [ok], [8], pos=(3, 1302), first=2, trigger="resend")
     add("acc_a", "we_1", "d9", "evt9", "test", base + timedelta(minutes=6), [f], [7], test=1)
     c.run(c.sql["insert_attempts"] + values(rows))
     lo, hi = int((base - timedelta(minutes=1)).timestamp()), int((base + timedelta(hours=1)).timestamp())
-    page1 = c.run("failed_page", "acc_a", "we_1", lo, hi, 0, "", 2)
+    page1 = c.run("failed_page", "acc_a", "we_1", lo, hi, 0, -2, "", 2)
     c.expect("failed page 1 (oldest first, test sends left out)", [(r[0], int(r[4]), int(r[5]), int(r[6])) for r in page1],
              [("d2", 3, 1234, 2), ("d6", 3, 1300, 1)])
     cursor = int(datetime.strptime(page1[-1][3], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
     c.expect("failed page 2 (after the cursor; a later success is not failed)",
-             [r[0] for r in c.run("failed_page", "acc_a", "we_1", lo, hi, cursor, page1[-1][0], 2)], ["d7"])
-    c.expect("failed page window", [r[0] for r in c.run("failed_page", "acc_a", "we_1", lo, int((base + timedelta(minutes=2)).timestamp()), 0, "", 10)], ["d2"])
-    c.expect("failed page tenancy", c.run("failed_page", "acc_b", "we_1", lo, hi, 0, "", 10), [])
+             [r[0] for r in c.run("failed_page", "acc_a", "we_1", lo, hi, cursor, int(page1[-1][5]), page1[-1][0], 2)], ["d7"])
+    c.expect("failed page window", [r[0] for r in c.run("failed_page", "acc_a", "we_1", lo, int((base + timedelta(minutes=2)).timestamp()), 0, -2, "", 10)], ["d2"])
+    c.expect("failed page tenancy", c.run("failed_page", "acc_b", "we_1", lo, hi, 0, -2, "", 10), [])
+    c.expect("status filter after a recovery run: a resent success is not failed",
+             (page("acc_a", "we_1", status="failed")[:2], page("acc_a", "we_1", status="success")[:2]),
+             ((["d9", "d7", "d6", "d2"], 4), (["d8", "d1"], 2)))
     c.expect("max attempts of listed deliveries",
              sorted((r[0], int(r[1])) for r in c.run("max_attempts", "acc_a", "we_1", lo, hi, ("d1", "d7", "d_none"))),
              [("d1", 4), ("d7", 2)])
