@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/zaits/webhooks/analytics"
 	"github.com/zaits/webhooks/dispatcher"
@@ -22,6 +23,7 @@ import (
 	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/internal/testenv"
+	"github.com/zaits/webhooks/schemas"
 )
 
 // system is the whole delivery system in this process, on a fresh topic
@@ -90,6 +92,36 @@ func startSystem(t *testing.T, opts ...systemOption) *system {
 	}
 	s.g = startAPI(t, testConfig(kc, receiverConfig, func(c *Config) { c.History = s.an }))
 	return s
+}
+
+// waitRouted waits until the routers' group committed every event of
+// <p>.events published so far.
+func (s *system) waitRouted() {
+	s.t.Helper()
+	cl := s.kc.Client()
+	topic := s.kc.Topic(schemas.TopicEvents)
+	testenv.Eventually(s.t, 60*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		first, last, err := broker.Offsets(ctx, cl, topic)
+		if err != nil {
+			return err
+		}
+		parts := make([]int, 0, len(last))
+		for p := range last {
+			parts = append(parts, p)
+		}
+		resp, err := cl.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: s.kc.Topic("router"), Topics: map[string][]int{topic: parts}})
+		if err != nil {
+			return err
+		}
+		for _, p := range resp.Topics[topic] {
+			if last[p.Partition] > first[p.Partition] && p.CommittedOffset < last[p.Partition] {
+				return fmt.Errorf("partition %d routed up to %d of %d", p.Partition, p.CommittedOffset, last[p.Partition])
+			}
+		}
+		return nil
+	})
 }
 
 type component interface {

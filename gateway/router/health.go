@@ -47,7 +47,7 @@ func (r *Router) checkHealth(ctx context.Context, now time.Time) error {
 			continue
 		}
 		active := e.CreatedAt
-		if e.ActivatedAt != nil && e.ActivatedAt.After(active) {
+		if e.ActivatedAt != nil {
 			active = *e.ActivatedAt
 		}
 		since := maxTime(f.FailingSince, active)
