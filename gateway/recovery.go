@@ -499,51 +499,21 @@ func (g *Gateway) listDeadLetters(ctx *fasthttp.RequestCtx, account string) {
 func (g *Gateway) deadLetters(ctx context.Context, account, endpointID string, since, until time.Time, cursor int64, limit int) ([]deadLetterView, int64, error) {
 	dead := g.recovery.dead
 	p := dead.PartitionOf(endpointID)
-	first, end, err := dead.Bounds(ctx, p)
-	if err != nil {
-		return nil, 0, err
-	}
-	offset := max(cursor, first)
-	if cursor < 0 && !since.IsZero() {
-		if offset, err = dead.OffsetAt(ctx, p, since); err != nil {
+	offset := cursor
+	if cursor < 0 {
+		var err error
+		if offset, err = dead.StartAt(ctx, p, since); err != nil {
 			return nil, 0, err
-		}
-		if offset < 0 {
-			offset = end
 		}
 	}
 	items := []deadLetterView{}
-	for scanned := 0; offset < end && scanned < deadScanRecords; {
-		recs, err := dead.Fetch(ctx, p, offset)
-		if err != nil {
-			return nil, 0, err
-		}
-		if len(recs) == 0 {
-			break
-		}
-		for i := range recs {
-			rec := &recs[i]
-			if !until.IsZero() && !rec.Time.Before(until) {
-				return items, -1, nil
-			}
-			offset = rec.Offset + 1
-			scanned++
-			t, err := schemas.ParseTask(rec.Message(dead.Topic()))
-			if err != nil || t.EndpointID != endpointID || t.AccountID != account {
-				continue
-			}
+	next, err := dead.Scan(ctx, p, offset, until, deadScanRecords, func(rec *eventlog.Record) bool {
+		t, err := schemas.ParseTask(rec.Message(dead.Topic()))
+		if err == nil && t.EndpointID == endpointID && t.AccountID == account {
 			items = append(items, deadLetterView{DeliveryID: t.DeliveryID, EventID: t.EventID, EventType: t.EventType,
 				Attempts: t.HistoryAttempt(), CreatedAt: t.AcceptedAt.UTC().Truncate(time.Second), DeadAt: rec.Time.UTC().Truncate(time.Second)})
-			if len(items) == limit {
-				if offset < end {
-					return items, offset, nil
-				}
-				return items, -1, nil
-			}
 		}
-	}
-	if offset < end {
-		return items, offset, nil // the scan bound: continue from here
-	}
-	return items, -1, nil
+		return len(items) < limit
+	})
+	return items, next, err
 }

@@ -25,6 +25,7 @@ subcommands:
   analytics    write the delivery log to ClickHouse
   all          run gateway, router, dispatcher and analytics in one process
   migrate      apply the ClickHouse migrations (analytics does it at start-up too)
+  dead         list or replay dead letters (-endpoint <id> or -account <id>)
   mint-key     mint an API key (-account <id>) or a service token (-service <name>)
   probe        exit 0 when GET <url> answers 200 (container health checks)
 
@@ -44,6 +45,8 @@ func main() {
 		os.Exit(migrate(os.Args[2:]))
 	case "mint-key":
 		os.Exit(mintKey(os.Args[2:], os.Stdout, os.Stderr))
+	case "dead":
+		os.Exit(dead(os.Args[2:], os.Stdout, os.Stderr))
 	case "probe":
 		os.Exit(probe(os.Args[2:], os.Stderr))
 	case "-h", "-help", "--help", "help":

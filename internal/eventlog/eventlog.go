@@ -58,11 +58,16 @@ func (l *Log) Topic() string { return l.topic }
 // endpoint's dead letters): murmur2 of the key, as this system's writers
 // and every Kafka client's default partitioner pick it.
 func (l *Log) PartitionOf(key string) int {
-	parts := make([]int, l.partitions)
-	for i := range parts {
-		parts[i] = i
+	return (&kafka.Murmur2Balancer{}).Balance(kafka.Message{Key: []byte(key)}, l.Partitions()...)
+}
+
+// Partitions lists the topic's partitions.
+func (l *Log) Partitions() []int {
+	out := make([]int, l.partitions)
+	for i := range out {
+		out[i] = i
 	}
-	return (&kafka.Murmur2Balancer{}).Balance(kafka.Message{Key: []byte(key)}, parts...)
+	return out
 }
 
 // Message is rec as a kafka.Message (for schemas.ParseTask).
@@ -236,4 +241,60 @@ func Task(ev *schemas.Event, body []byte, rec *Record, endpoint, trigger string,
 		EventPartition: rec.Partition,
 		EventOffset:    rec.Offset,
 	}
+}
+
+// Scan calls fn with the records of partition p from offset on, until the
+// partition's end when Scan began, a record at or after until (unless
+// zero), maxRecords read, or fn returning false. It returns the offset to
+// continue from, or -1 when it reached the end or until.
+func (l *Log) Scan(ctx context.Context, p int, offset int64, until time.Time, maxRecords int, fn func(*Record) bool) (int64, error) {
+	first, end, err := l.Bounds(ctx, p)
+	if err != nil {
+		return 0, err
+	}
+	offset = max(offset, first)
+	for read := 0; offset < end; {
+		if read >= maxRecords {
+			return offset, nil
+		}
+		recs, err := l.Fetch(ctx, p, offset)
+		if err != nil {
+			return 0, err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		for i := range recs {
+			rec := &recs[i]
+			if rec.Offset >= end || !until.IsZero() && !rec.Time.Before(until) {
+				return -1, nil
+			}
+			offset = rec.Offset + 1
+			read++
+			if !fn(rec) {
+				if offset < end {
+					return offset, nil
+				}
+				return -1, nil
+			}
+		}
+	}
+	return -1, nil
+}
+
+// StartAt is the offset of partition p's first record at or after since
+// (the partition's first when since is zero, its end when none is).
+func (l *Log) StartAt(ctx context.Context, p int, since time.Time) (int64, error) {
+	first, end, err := l.Bounds(ctx, p)
+	if err != nil || since.IsZero() {
+		return first, err
+	}
+	off, err := l.OffsetAt(ctx, p, since)
+	if err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return end, nil
+	}
+	return off, nil
 }
