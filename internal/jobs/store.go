@@ -6,7 +6,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -187,9 +186,6 @@ func (s *Store) matching(keep func(*schemas.Job) bool) []schemas.Job {
 	})
 	return out
 }
-
-// ErrNotFound is returned for a job that does not exist.
-var ErrNotFound = errors.New("job not found")
 
 // NewID returns a fresh job id: "job_" and 20 random characters.
 func NewID() string { return "job_" + endpoint.RandomString(20) }
