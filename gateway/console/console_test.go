@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/zaits/webhooks/gateway/console"
+	"github.com/zaits/webhooks/internal/testenv"
 )
 
 // The whole console in a real browser against the real system: sign in,
@@ -153,6 +154,21 @@ func TestConsoleInABrowser(t *testing.T) {
 	b.shot("05-delivery.png")
 	b.noProblems("delivery page")
 
+	// Resend it: queued as attempt 6, which the history shows once made
+	// (the receiver refuses it again, so it is recorded failed).
+	b.do("resend", chromedp.Click(chromedp.CSS(".toolbar .btn-primary")))
+	b.waitText("#resend-result", "Queued as attempt 6")
+	testenv.Eventually(t, 60*time.Second, func() error {
+		b.do("reload the delivery", chromedp.Reload())
+		b.waitJS(20*time.Second, `document.querySelectorAll('#attempts tbody tr').length >= 5`)
+		if n := eval[int](b, `document.querySelectorAll('#attempts tbody tr').length`); n < 6 {
+			return fmt.Errorf("%d attempts shown", n)
+		}
+		return nil
+	})
+	b.noProblems("resend")
+
+
 	// Edit: the description changes.
 	b.do("back to the endpoint", chromedp.Click(chromedp.ID("crumb-endpoint")))
 	b.waitText("h1", rc.url)
@@ -165,6 +181,15 @@ func TestConsoleInABrowser(t *testing.T) {
 	if code, v := sys.call(t, "GET", "/v1/webhooks/endpoints/"+id, nil); code != 200 || v["data"].(map[string]any)["description"] != "Renamed in the console" {
 		t.Fatalf("after edit: %d %v", code, v)
 	}
+
+	// Recover the endpoint's failed deliveries of the last hour: a job,
+	// listed with its counts, completed.
+	b.do("recover", chromedp.Click(chromedp.CSS("form[aria-labelledby='recover-title'] button[type=submit]")))
+	b.waitJS(60*time.Second, `[...document.querySelectorAll('#jobs tr[data-job]')].some(r => r.textContent.includes('recover') && r.textContent.includes('completed'))`)
+	if row := b.text("#jobs tr[data-job]"); !strings.Contains(row, "recover") {
+		t.Fatalf("jobs table: %s", row)
+	}
+	b.noProblems("recover")
 
 	// The list: URL, description, events, status, success rate, last delivery.
 	b.do("the list", chromedp.Click(chromedp.CSS("#nav a[href='#/endpoints']")))

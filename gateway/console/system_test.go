@@ -53,7 +53,7 @@ func startSystem(t *testing.T) *system {
 		Group: "console-analytics-" + suffix, BatchInterval: 100 * time.Millisecond}
 	diCfg := dispatcher.Config{Kafka: kc, Endpoints: &epCfg, Delivery: &dlCfg, Dev: true, OpsListen: "127.0.0.1:0",
 		Group: "console-dispatcher-" + suffix, RetrySchedule: dispatcher.Schedule{time.Second, time.Second, time.Second, time.Second}}
-	roCfg := router.Config{Kafka: kc, Endpoints: &epCfg, Dev: true, OpsListen: "127.0.0.1:0", Group: "console-router-" + suffix}
+	roCfg := router.Config{Kafka: kc, Endpoints: &epCfg, History: &anCfg, Dev: true, OpsListen: "127.0.0.1:0", Group: "console-router-" + suffix}
 	gwCfg := gateway.Config{Kafka: kc, Endpoints: &epCfg, Delivery: &dlCfg, History: &anCfg, Dev: true,
 		Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", APIKeys: entry}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
