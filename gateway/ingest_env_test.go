@@ -1,16 +1,13 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/testenv"
-	"github.com/zaits/webhooks/schemas"
 )
 
 // ingestEnv is a gateway on a fresh topic set with one service token and
@@ -51,18 +48,6 @@ func newIngestEnv(t testing.TB, accounts []string, mutate ...func(*Config)) *ing
 	}
 	e.g = startAPI(t, cfg)
 	return e
-}
-
-// endpoint creates an endpoint of account subscribed to events.
-func (e *ingestEnv) endpoint(account string, active bool, events ...string) string {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	en, _, err := e.g.store.Create(ctx, schemas.Endpoint{AccountID: account, URL: "https://example.com/hook", Events: events, Active: active, Ordering: schemas.OrderingDefault})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return en.ID
 }
 
 // post sends body to path with the bearer token and returns status and body.

@@ -168,7 +168,6 @@ func TestConsoleInABrowser(t *testing.T) {
 	})
 	b.noProblems("resend")
 
-
 	// Edit: the description changes.
 	b.do("back to the endpoint", chromedp.Click(chromedp.ID("crumb-endpoint")))
 	b.waitText("h1", rc.url)
