@@ -108,7 +108,12 @@ func (r *Router) runJob(ctx context.Context, job schemas.Job) {
 		err = fmt.Errorf("unknown job type %q", job.Type)
 	}
 	if ctx.Err() != nil {
-		run.checkpoint(context.WithoutCancel(ctx)) // where this owner stopped; the next one resumes there
+		// Where this owner stopped, so the next one resumes there; bounded,
+		// since the generation waits for it (without it, the next owner
+		// resumes at the previous record and sends that much again).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		run.checkpoint(cctx)
+		cancel()
 		return
 	}
 	now := time.Now().UTC().Truncate(time.Second)
