@@ -220,3 +220,33 @@ func TestStructDecodingAgrees(t *testing.T) {
 		}
 	}
 }
+
+// Strict JSON: invalid UTF-8, unpaired surrogates, duplicate keys and too
+// deep nesting, anywhere in the event, are issues of the field they are
+// in, on the fast path and the full decoding alike.
+func TestParseEventIsStrict(t *testing.T) {
+	f := func(in, wantField, wantIssue string) {
+		t.Helper()
+		_, issues := ParseEvent([]byte(in), "acct")
+		if len(issues) == 0 || issues[0].Field != wantField || !strings.Contains(issues[0].Issue, wantIssue) {
+			t.Errorf("%q: %v; want %s: %s", in, issues, wantField, wantIssue)
+		}
+		if ReasonLabel(issues) != strings.FieldsFunc(wantField, func(r rune) bool { return r == '.' || r == '[' })[0] {
+			t.Errorf("%q: reason label %q", in, ReasonLabel(issues))
+		}
+	}
+	f("{\"type\":\"ocr.completed\",\"data\":{\"n\":\"\xff\"}}", "data.n", "not valid UTF-8")
+	f(`{"type":"ocr.completed","data":{"n":"\udfff"}}`, "data.n", "unpaired")
+	f(`{"type":"ocr.completed","data":{"a":1,"a":2}}`, "data.a", "duplicate")
+	f(`{"type":"ocr.completed","data":{"a":{"b":[{"c":1,"\u0063":2}]}}}`, "data.a.b[0].c", "duplicate")
+	f(`{"type":"ocr.completed","type":"face.verified","data":{}}`, "type", "duplicate")
+	f(`{"type":"ocr.completed","data":{"a":1},"data":{"b":2}}`, "data", "duplicate")
+	f(`{"type":"ocr.completed","data":`+strings.Repeat(`[`, 70)+strings.Repeat(`]`, 70)+`}`, "data"+strings.Repeat("[0]", 63), "nested more than 64")
+	f(`{"type":"ocr.completed","data":`+strings.Repeat(`{"a":`, 20000)+`1`+strings.Repeat(`}`, 20000)+`}`, "data"+strings.Repeat(".a", 63), "nested more than 64")
+	if _, issues := ParseEvent([]byte(`{"type":"ocr.completed","data":`+strings.Repeat(`{"a":`, 63)+`1`+strings.Repeat(`}`, 63)+`}`), "acct"); len(issues) != 0 {
+		t.Errorf("64 levels: %v", issues)
+	}
+	if _, issues := ParseEvent([]byte(`[{"a":1,"a":2}]`), "acct"); len(issues) != 1 || issues[0].Field != "" {
+		t.Errorf("an array: %v", issues)
+	}
+}
