@@ -167,6 +167,12 @@ func classifyAddr(a netip.Addr) string {
 	return ""
 }
 
+// ClassifyAddress returns why deliveries never connect to a (not globally
+// reachable: loopback, private, link-local, multicast, reserved, …), or ""
+// when they may; without an allow-list, development mode or this host's
+// own addresses (Client.AddressRefused applies those).
+func ClassifyAddress(a netip.Addr) string { return classifyAddr(a) }
+
 // guard decides which addresses deliveries may connect to. The zero value
 // refuses everything that is not globally reachable and this host's own
 // addresses.
