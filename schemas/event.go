@@ -254,15 +254,14 @@ func EncodeEvent(ev *Event) []byte {
 }
 
 // parseEventFast is ParseEvent for the common case, without building a
-// map: b is strict JSON (CheckJSON) of one flat object whose keys are
-// known fields, unescaped and not repeated, and whose values are all
-// valid. For anything else it returns false and parseEventFull reports the
-// problems, so both give the same result for every input.
+// map, in one pass: b is one flat object whose keys are known fields,
+// unescaped and not repeated, and whose values are all valid — ids and
+// types of plain ASCII, created an integer without leading zeros, data
+// strict JSON (CheckJSON) within the depth. Such a b is strict JSON. For
+// anything else it returns false and parseEventFull reports the problems,
+// so both give the same result for every input.
 func parseEventFast(b []byte, defaultAccount string) (Event, bool) {
 	var ev Event
-	if CheckJSON(b, MaxJSONDepth) != nil {
-		return ev, false
-	}
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return ev, false
@@ -323,6 +322,9 @@ func parseEventFast(b []byte, defaultAccount string) (Event, bool) {
 		case "created":
 			k = 3
 			if !null {
+				if len(v) == 0 || v[0] < '1' || v[0] > '9' { // JSON has no leading zeros
+					return ev, false
+				}
 				n, err := strconv.ParseInt(string(v), 10, 64)
 				if err != nil || n < 1 || n > maxCreated {
 					return ev, false
@@ -331,7 +333,7 @@ func parseEventFast(b []byte, defaultAccount string) (Event, bool) {
 			}
 		case "data":
 			k = 4
-			if len(v) == 0 || v[0] != '{' || len(v) > MaxEventDataBytes {
+			if len(v) == 0 || v[0] != '{' || len(v) > MaxEventDataBytes || CheckJSON(v, MaxJSONDepth-1) != nil {
 				return ev, false
 			}
 			ev.Data, hasData = v, true

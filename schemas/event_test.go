@@ -13,7 +13,8 @@ import (
 )
 
 // The fast path must agree with the full decoding on every input: when it
-// accepts, the full decoding accepts the same event.
+// accepts, the input is strict JSON and the full decoding accepts the same
+// event.
 func FuzzParseEventFastAgreesWithFull(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"document.signed","account_id":"a","data":{}}`,
@@ -29,17 +30,21 @@ func FuzzParseEventFastAgreesWithFull(f *testing.F) {
 		`{"type":"ocr.completed","account_id":"a","data":{}} x`,
 		`{"type":"ocr.completed","account_id":"a","data":{}`,
 		`[]`, `"x"`, `{}`, ``,
+		`{"type":"ocr.completed","account_id":"a","created":01,"data":{}}`,
+		`{"type":"ocr.completed","account_id":"a","data":{"a":[}}`,
+		`{"type":"ocr.completed","account_id":"a","data":{"a":1,"a":2}}`,
+		"{\"type\":\"ocr.completed\",\"account_id\":\"a\",\"data\":{\"a\":\"\xff\"}}",
 	} {
 		f.Add([]byte(s), "")
 		f.Add([]byte(s), "acct_k")
 	}
 	f.Fuzz(func(t *testing.T, b []byte, def string) {
-		if !json.Valid(b) {
-			return
-		}
 		fast, ok := parseEventFast(b, def)
 		if !ok {
 			return
+		}
+		if CheckJSON(b, MaxJSONDepth) != nil || !json.Valid(b) {
+			t.Fatalf("%q: the fast path accepted what is not strict JSON", b)
 		}
 		full, issues := parseEventFull(b, def)
 		if len(issues) > 0 {
