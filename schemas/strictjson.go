@@ -42,19 +42,13 @@ func (e *JSONError) Error() string {
 // escaped key, and to remember the keys of objects with many of them.
 func CheckJSON(b []byte, maxDepth int) *JSONError {
 	c := checkers.Get().(*checker)
-	c.b, c.max, c.err = b, maxDepth, nil
-	c.i = c.ws(0)
-	c.value(0)
-	if c.err == nil {
-		if c.i = c.ws(c.i); c.i != len(b) {
-			c.syntax("unexpected data after the JSON value")
-		}
+	c.b, c.max = b, maxDepth
+	c.run(false)
+	if c.err != nil {
+		c.run(true) // again, keeping the path, to say where
 	}
 	err := c.err
-	// Keep nothing of b alive in the pool.
-	clear(c.keys[:c.keysUsed])
-	clear(c.path[:c.pathUsed])
-	c.b, c.err, c.keys, c.path, c.keysUsed, c.pathUsed = nil, nil, c.keys[:0], c.path[:0], 0, 0
+	c.b, c.err, c.keys, c.path = nil, nil, c.keys[:0], c.path[:0] // keep nothing of b alive in the pool
 	checkers.Put(c)
 	return err
 }
@@ -69,27 +63,64 @@ var plainString = func() (t [256]bool) {
 }()
 
 var checkers = sync.Pool{New: func() any {
-	return &checker{path: make([]pathStep, 0, 16), keys: make([][]byte, 0, 64)}
+	return &checker{path: make([]pathStep, 0, 16), keys: make([]span, 0, 64)}
 }}
+
+// run checks c.b from the start; with track, it keeps the path of
+// the position for the error.
+func (c *checker) run(track bool) {
+	c.track, c.err, c.keys, c.path = track, nil, c.keys[:0], c.path[:0]
+	c.i = c.ws(0)
+	c.value(0)
+	if c.err == nil {
+		if c.i = c.ws(c.i); c.i != len(c.b) {
+			c.syntax("unexpected data after the JSON value")
+		}
+	}
+}
+
+// span is a string's content in the text: b[s:e], escaped when it holds
+// escapes (then compared and shown decoded). Offsets, not slices, so that
+// the stacks hold no pointers.
+type span struct {
+	s, e int32
+	esc  bool
+}
 
 // pathStep is one level of the position being checked: an object key or
 // an array index.
 type pathStep struct {
-	key   []byte // nil in an array
+	key   span
+	isKey bool
 	index int
 }
 
 type checker struct {
-	b    []byte
-	i    int
-	max  int
-	err  *JSONError
-	path []pathStep
+	b     []byte
+	i     int
+	max   int
+	err   *JSONError
+	track bool // keep path (only when reporting a problem)
+	path  []pathStep
 	// keys holds the keys of the open objects, innermost last; an object's
-	// own keys start at the index its value call remembers.
-	keys [][]byte
-	// The longest keys and path were: what to clear before pooling.
-	keysUsed, pathUsed int
+	// own keys start at the index its call remembers.
+	keys []span
+}
+
+// text is the content of sp, unescaped.
+func (c *checker) text(sp span) []byte {
+	if sp.esc {
+		return unescape(c.b[sp.s:sp.e])
+	}
+	return c.b[sp.s:sp.e]
+}
+
+// same reports whether two keys are equal after unescaping.
+func (c *checker) same(x, y span) bool {
+	if !x.esc && !y.esc {
+		return x.e-x.s == y.e-y.s && string(c.b[x.s:x.e]) == string(c.b[y.s:y.e])
+	}
+	return string(c.text(x)) == string(c.text(y))
 }
 
 func (c *checker) ws(i int) int {
@@ -110,14 +141,14 @@ func (c *checker) fail(issue string, syntax bool) {
 	}
 	var sb strings.Builder
 	for _, s := range c.path {
-		if s.key == nil {
+		if !s.isKey {
 			sb.WriteString("[" + strconv.Itoa(s.index) + "]")
 			continue
 		}
 		if sb.Len() > 0 {
 			sb.WriteByte('.')
 		}
-		sb.WriteString(Clip(string(s.key), 64))
+		sb.WriteString(Clip(string(c.text(s.key)), 64))
 	}
 	c.err = &JSONError{Path: sb.String(), Issue: issue, Syntax: syntax}
 }
@@ -209,8 +240,8 @@ func (c *checker) number() {
 }
 
 // str checks the string at c.i. When key is non-nil it receives the
-// string's unescaped content (the raw bytes when nothing is escaped).
-func (c *checker) str(key *[]byte) {
+// string's span.
+func (c *checker) str(key *span) {
 	b := c.b
 	start := c.i + 1
 	escaped := false
@@ -227,11 +258,7 @@ func (c *checker) str(key *[]byte) {
 		switch {
 		case ch == '"':
 			if key != nil {
-				if escaped {
-					*key = unescape(b[start:i])
-				} else {
-					*key = b[start:i]
-				}
+				*key = span{int32(start), int32(i), escaped}
 			}
 			c.i = i + 1
 			return
@@ -287,7 +314,7 @@ func (c *checker) str(key *[]byte) {
 
 // failString reports a problem inside a string; a key's is reported at
 // the object holding it.
-func (c *checker) failString(key *[]byte, issue string) {
+func (c *checker) failString(key *span, issue string) {
 	if key != nil {
 		issue = "has a key that " + issue
 	}
@@ -370,39 +397,44 @@ func (c *checker) object(depth int) {
 
 func (c *checker) object1(depth, first, level int, seen map[string]bool) {
 	for {
-		c.path = c.path[:level] // a key's own problems are the object's
+		if c.track {
+			c.path = c.path[:level] // a key's own problems are the object's
+		}
 		if c.i >= len(c.b) || c.b[c.i] != '"' {
 			c.syntax("expected a string key")
 			return
 		}
-		var key []byte
+		var key span
 		c.str(&key)
 		if c.err != nil {
 			return
 		}
-		c.path = append(c.path, pathStep{key: key})
-		c.pathUsed = max(c.pathUsed, len(c.path))
+		if c.track {
+			c.path = append(c.path, pathStep{key: key, isKey: true})
+		}
 		own := c.keys[first:]
 		dup := false
 		if seen != nil {
-			dup = seen[string(key)]
-			seen[string(key)] = true
+			k := string(c.text(key))
+			dup = seen[k]
+			seen[k] = true
 		} else {
 			for _, k := range own {
-				if string(k) == string(key) {
-					dup = true
-					break
+				if k.e-k.s == key.e-key.s || k.esc || key.esc {
+					if c.same(k, key) {
+						dup = true
+						break
+					}
 				}
 			}
 			if len(own)+1 >= manyKeys {
 				seen = make(map[string]bool, 2*manyKeys)
 				for _, k := range own {
-					seen[string(k)] = true
+					seen[string(c.text(k))] = true
 				}
-				seen[string(key)] = true
+				seen[string(c.text(key))] = true
 			} else {
 				c.keys = append(c.keys, key)
-				c.keysUsed = max(c.keysUsed, len(c.keys))
 			}
 		}
 		if dup {
@@ -419,7 +451,9 @@ func (c *checker) object1(depth, first, level int, seen map[string]bool) {
 		if c.err != nil {
 			return
 		}
-		c.path = c.path[:level]
+		if c.track {
+			c.path = c.path[:level]
+		}
 		c.i = c.ws(c.i)
 		if c.i < len(c.b) && c.b[c.i] == ',' {
 			c.i = c.ws(c.i + 1)
@@ -441,10 +475,13 @@ func (c *checker) array(depth int) {
 		return
 	}
 	level := len(c.path)
-	c.path = append(c.path, pathStep{})
-	c.pathUsed = max(c.pathUsed, len(c.path))
+	if c.track {
+		c.path = append(c.path, pathStep{})
+	}
 	for n := 0; ; n++ {
-		c.path[level] = pathStep{index: n}
+		if c.track {
+			c.path[level] = pathStep{index: n}
+		}
 		c.value(depth)
 		if c.err != nil {
 			return
@@ -456,7 +493,9 @@ func (c *checker) array(depth int) {
 		}
 		if c.i < len(c.b) && c.b[c.i] == ']' {
 			c.i++
-			c.path = c.path[:level]
+			if c.track {
+				c.path = c.path[:level]
+			}
 			return
 		}
 		c.syntax("expected ',' or ']'")
