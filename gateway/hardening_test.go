@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
 	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/internal/testenv"
+	"github.com/zaits/webhooks/schemas"
 )
 
 // The tests of issue 14 (hardening), one or more per defect, each against
@@ -438,4 +441,65 @@ func TestFailedAuthenticationIsRateLimited(t *testing.T) {
 	want(t, call(t, g, "zk_wrong", "POST", "/v1/events", `{"type":"document.signed","account_id":"a","data":{}}`), 429, "too_many_failed_authentications")
 	// The public document stays public.
 	want(t, call(t, g, "", "GET", "/v1/openapi.json", ""), 200, "")
+}
+
+// Item 6: the OpenAPI document types url (format uri, https, an ASCII host)
+// and subscriptions (the catalogue, its prefixes' wildcards, "*"), so that
+// what it calls valid the server accepts, and what the server refuses for
+// its shape the document refuses too.
+func TestOpenAPITypesURLsAndSubscriptions(t *testing.T) {
+	s := openAPISpec(t)
+	compile := func(ptr string) *jsonschema.Schema {
+		t.Helper()
+		sch, err := s.compiler.Compile(specURL + "#" + ptr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sch
+	}
+	sub := compile("/components/schemas/Subscription")
+	url := compile("/components/schemas/EndpointCreate/properties/url")
+	eventType := compile("/components/schemas/TestRequest/properties/event_type")
+	valid := func(sch *jsonschema.Schema, v string) bool { return sch.Validate(v) == nil }
+
+	// Subscriptions: exactly what schemas.IsSubscription accepts, among
+	// every name, every dotted prefix's wildcard and some near misses.
+	candidates := []string{"*", "**", "document*", "nope.*", ".*", "document.", "test", "Document.signed"}
+	for _, e := range schemas.Catalogue {
+		candidates = append(candidates, e.Name, e.Name+".*", strings.ToUpper(e.Name))
+		parts := strings.Split(e.Name, ".")
+		for i := 1; i < len(parts); i++ {
+			candidates = append(candidates, strings.Join(parts[:i], ".")+".*")
+		}
+	}
+	for _, c := range candidates {
+		if valid(sub, c) != schemas.IsSubscription(c) {
+			t.Errorf("subscription %q: the document says %v, the server %v", c, valid(sub, c), schemas.IsSubscription(c))
+		}
+	}
+	for _, c := range append([]string{"test", "nope"}, candidates...) {
+		if want := c == schemas.TestEventType || schemas.IsEventType(c); valid(eventType, c) != want {
+			t.Errorf("event_type %q: the document says %v, the server %v", c, valid(eventType, c), want)
+		}
+	}
+	// URLs: the document's shape rules agree with the server's.
+	g := startAPI(t, testConfig(testenv.Kafka(t)))
+	for _, u := range []string{
+		"https://your-app.com/webhooks/zaits", "https://8.8.8.8:8443/hook?x=1", "https://[2606:4700:4700::1111]/h",
+		"https://xn--bcher-kva.com/", "https://a.example.com", "https://a.example.com?x=1", "https://a-b.c-d.com./x",
+	} {
+		if !valid(url, u) {
+			t.Errorf("the document refuses %s", u)
+		}
+		want(t, call(t, g, keyA, "POST", "/v1/webhooks/endpoints", fmt.Sprintf(`{"url": %q, "events": ["document.*", "face.verified"]}`, u)), 201, "")
+	}
+	for _, u := range []string{
+		"http://your-app.com/", "ftp://your-app.com/", "https://bücher.com/", "https://a b.com/", "https://x.com/#f",
+		"https://user@x.com/", "your-app.com/webhooks", "https://-x.com/", "https://x_y.com/", "https://１２７.０.０.１/",
+	} {
+		if valid(url, u) {
+			t.Errorf("the document accepts %s", u)
+		}
+		want(t, call(t, g, keyA, "POST", "/v1/webhooks/endpoints", fmt.Sprintf(`{"url": %q, "events": ["*"]}`, u)), 400, "validation_error")
+	}
 }
