@@ -503,3 +503,27 @@ func TestOpenAPITypesURLsAndSubscriptions(t *testing.T) {
 		want(t, call(t, g, keyA, "POST", "/v1/webhooks/endpoints", fmt.Sprintf(`{"url": %q, "events": ["*"]}`, u)), 400, "validation_error")
 	}
 }
+
+// Every operation documents the answers the server gives before any
+// handler runs (framing 400, 414, 429 per client address, 431, 503 over
+// the connection cap) and, with a body, 413 and 415: a new route must
+// list them too.
+func TestOpenAPIDocumentsTheServersOwnAnswers(t *testing.T) {
+	for tpl, item := range openAPISpec(t).doc["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			o, ok := op.(map[string]any)
+			if !ok || method == "parameters" {
+				continue
+			}
+			need := []string{"400", "414", "429", "431", "503"}
+			if method == "post" || method == "put" || method == "patch" {
+				need = append(need, "413", "415")
+			}
+			for _, st := range need {
+				if _, ok := o["responses"].(map[string]any)[st]; !ok {
+					t.Errorf("%s %s does not document %s", method, tpl, st)
+				}
+			}
+		}
+	}
+}
