@@ -34,8 +34,15 @@ type ClientConfig struct {
 	ExcerptBytes int
 	// MaxConnsPerHost bounds the connections to one host. Default 64.
 	MaxConnsPerHost int
-	// AllowNetworks are exempt from the address guard (development, tests, bench).
+	// AllowNetworks are exempt from the address guard (development, tests,
+	// bench). Allowing loopback or a private network lets endpoint URLs reach
+	// every service listening there (databases, admin and metrics ports of
+	// other programs): only the process's own listeners stay refused.
 	AllowNetworks []netip.Prefix
+	// Listeners are the process's own listening addresses, never delivered
+	// to (shared by the components of one process). Nil: the client keeps
+	// its own set, filled through Client.AddListener.
+	Listeners *Listeners
 	// Dev is development mode (the shared -dev flag): loopback receivers allowed.
 	Dev bool
 	// TLSConfig overrides the TLS settings (tests: a private root CA). Nil:
@@ -50,7 +57,7 @@ func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxResponseBytes, "delivery.max-response-bytes", d.MaxResponseBytes, "how much of an endpoint's response body is read")
 	fs.IntVar(&c.ExcerptBytes, "delivery.excerpt-bytes", d.ExcerptBytes, "how much of the response body is kept in the attempt record")
 	fs.IntVar(&c.MaxConnsPerHost, "delivery.max-conns-per-host", d.MaxConnsPerHost, "connections to one endpoint host at most")
-	fs.Var(prefixList{&c.AllowNetworks}, "delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver)")
+	fs.Var(prefixList{&c.AllowNetworks}, "delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver); endpoint URLs can then reach every service on those networks except this process's own ports")
 }
 
 // prefixList is the flag.Value of a comma-separated list of CIDRs.
@@ -158,6 +165,7 @@ var ErrStatus = errors.New("endpoint answered with a non-2xx status")
 // dials pass the address guard.
 type Client struct {
 	cfg      ClientConfig
+	guard    *guard
 	hc       *fasthttp.Client
 	requests *prometheus.CounterVec
 	duration prometheus.Histogram
@@ -169,9 +177,13 @@ func NewClient(cfg ClientConfig, reg prometheus.Registerer) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &guard{allow: cfg.AllowNetworks, loopback: cfg.Dev, resolver: net.DefaultResolver}
+	if cfg.Listeners == nil {
+		cfg.Listeners = NewListeners()
+	}
+	g := &guard{allow: cfg.AllowNetworks, loopback: cfg.Dev, resolver: net.DefaultResolver, self: cfg.Listeners}
 	c := &Client{
-		cfg: cfg,
+		cfg:   cfg,
+		guard: g,
 		hc: &fasthttp.Client{
 			Name:                          UserAgent,
 			DialTimeout:                   g.dial,
@@ -209,6 +221,15 @@ func NewClient(cfg ClientConfig, reg prometheus.Registerer) (*Client, error) {
 	}
 	return c, nil
 }
+
+// AddListener records one of the process's own listening addresses
+// ("host:port"): deliveries never connect to it.
+func (c *Client) AddListener(addr string) { c.cfg.Listeners.Add(addr) }
+
+// AddressRefused returns why the address guard refuses a (the client's
+// allow-list and development mode applied), or "" when deliveries may
+// connect to it. The gateway checks literal endpoint hosts with it.
+func (c *Client) AddressRefused(a netip.Addr) string { return c.guard.refused(a) }
 
 // Deliver makes one attempt. It never returns without a Result: failures
 // are classified in Result.ErrCode.

@@ -133,6 +133,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if err := d.ops.Start(); err != nil {
 		return err
 	}
+	d.client.AddListener(d.ops.Addr()) // never delivered to, even where loopback is allowed
 	if err := broker.WaitAndEnsureTopics(ctx, d.cfg.Kafka, d.log); err != nil {
 		return fmt.Errorf("dispatcher: %w", err)
 	}

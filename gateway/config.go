@@ -58,6 +58,9 @@ type Config struct {
 
 	// Ingest configures event ingestion over HTTP (ingest.go).
 	Ingest IngestConfig
+	// Limits bounds connections, read times and failed authentications of
+	// the public API (limits.go).
+	Limits LimitsConfig
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -72,6 +75,7 @@ func (c Config) withDefaults() Config {
 	flagenv.Default(&c.RateLimit, 20)
 	flagenv.Default(&c.RateBurst, 40)
 	c.Ingest = c.Ingest.withDefaults()
+	c.Limits = c.Limits.withDefaults()
 	return c
 }
 
@@ -87,6 +91,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.AllowHTTP, "gateway.allow-http", false, "accept http:// endpoint URLs (development and bench; -dev implies it)")
 	fs.BoolVar(&c.AllowPrivate, "gateway.allow-private", false, "accept endpoint URLs on literal loopback/private/link-local addresses (-dev implies it)")
 	c.Ingest.RegisterFlags(fs)
+	c.Limits.RegisterFlags(fs)
 }
 
 // Validate reports every problem with the configuration at once (zero
@@ -119,7 +124,7 @@ func (c Config) validate() error {
 	if c.RateLimit > 0 && c.RateBurst < 1 {
 		errs = append(errs, fmt.Errorf("gateway.rate-burst: must be at least 1, got %d", c.RateBurst))
 	}
-	errs = append(errs, c.Ingest.validate())
+	errs = append(errs, c.Ingest.validate(), c.Limits.validate())
 	return errors.Join(errs...)
 }
 

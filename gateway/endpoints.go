@@ -106,7 +106,7 @@ func pathID(ctx *fasthttp.RequestCtx) string {
 }
 
 func (g *Gateway) urlPolicy() urlPolicy {
-	return urlPolicy{AllowHTTP: g.cfg.AllowHTTP || g.cfg.Dev, AllowPrivate: g.cfg.AllowPrivate || g.cfg.Dev}
+	return urlPolicy{AllowHTTP: g.cfg.AllowHTTP || g.cfg.Dev, AllowPrivate: g.cfg.AllowPrivate || g.cfg.Dev, Refused: g.delivery.AddressRefused}
 }
 
 // createEndpoint: POST /v1/webhooks/endpoints.
@@ -179,7 +179,8 @@ func (g *Gateway) getEndpoint(ctx *fasthttp.RequestCtx, account string) {
 // update; If-Match (optional) names the version the change is based on.
 func (g *Gateway) updateEndpoint(ctx *fasthttp.RequestCtx, account string) {
 	id := pathID(ctx)
-	if _, ok := g.store.GetForAccount(account, id); !ok {
+	cur, ok := g.store.GetForAccount(account, id)
+	if !ok {
 		notFound(ctx, id)
 		return
 	}
@@ -187,9 +188,14 @@ func (g *Gateway) updateEndpoint(ctx *fasthttp.RequestCtx, account string) {
 		rerr.write(ctx)
 		return
 	}
-	version, rerr := parseIfMatch(ctx)
+	match, rerr := parseIfMatch(ctx)
 	if rerr != nil {
 		rerr.write(ctx)
+		return
+	}
+	version, ok := match.expected(cur.Version)
+	if !ok {
+		g.storeError(ctx, id, endpoint.ErrConflict)
 		return
 	}
 	in, rerr := decodeEndpoint(ctx.PostBody(), false, g.urlPolicy())
@@ -220,13 +226,19 @@ type deletedView struct {
 // deleteEndpoint: DELETE /v1/webhooks/endpoints/{endpoint_id}.
 func (g *Gateway) deleteEndpoint(ctx *fasthttp.RequestCtx, account string) {
 	id := pathID(ctx)
-	if _, ok := g.store.GetForAccount(account, id); !ok {
+	cur, ok := g.store.GetForAccount(account, id)
+	if !ok {
 		notFound(ctx, id)
 		return
 	}
-	version, rerr := parseIfMatch(ctx)
+	match, rerr := parseIfMatch(ctx)
 	if rerr != nil {
 		rerr.write(ctx)
+		return
+	}
+	version, ok := match.expected(cur.Version)
+	if !ok {
+		g.storeError(ctx, id, endpoint.ErrConflict)
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)

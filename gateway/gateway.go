@@ -34,12 +34,14 @@ type Gateway struct {
 	store *endpoint.Store
 
 	// Management API (management.go).
-	keys     keyring
-	limiter  *limiter
-	devKey   string // the printed development key (Dev only)
-	delivery *dispatcher.Client
-	attempts *kafka.Writer
-	history  *analytics.History
+	keys         keyring
+	limiter      *limiter
+	authFailures *authFailures          // per client address (authfail.go)
+	authRefused  *prometheus.CounterVec // answer: 401, 429
+	devKey       string                 // the printed development key (Dev only)
+	delivery     *dispatcher.Client
+	attempts     *kafka.Writer
+	history      *analytics.History
 	// historyConn closes the delivery log's ClickHouse connection.
 	historyConn func() error
 	apiRequests *prometheus.CounterVec
@@ -87,15 +89,22 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 		log.Error("panic in handler", "path", string(ctx.Path()), "panic", v)
 		writeError(ctx, fasthttp.StatusInternalServerError, "internal_error", "internal error")
 	}
+	// Bodies are streamed: the front handler judges the headers (key,
+	// route limit) before any of a body is read (limits.go).
 	g.srv = &fasthttp.Server{
-		Handler:            r.Handler,
-		Name:               "zaits",
-		ReadTimeout:        30 * time.Second,
-		WriteTimeout:       30 * time.Second,
-		IdleTimeout:        120 * time.Second,
-		MaxRequestBodySize: 8 << 20,
-		Logger:             slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ErrorHandler:       requestErrorHandler,
+		Handler:               g.front(r.Handler),
+		HeaderReceived:        g.headerReceived,
+		ExpectHandler:         g.expect,
+		StreamRequestBody:     true,
+		Name:                  "zaits",
+		ReadTimeout:           cfg.Limits.HeaderTimeout, // headerReceived sets the body's
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ReadBufferSize:        MaxHeaderBytes,
+		MaxRequestBodySize:    MaxBatchBytes,
+		SecureErrorLogMessage: true,
+		Logger:                serverLog{log},
+		ErrorHandler:          requestErrorHandler,
 	}
 	return g, nil
 }
@@ -118,6 +127,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gateway listener %s: %w", g.cfg.Listen, err)
 	}
+	// Test deliveries never reach this process's own ports.
+	g.delivery.AddListener(ln.Addr().String())
+	g.delivery.AddListener(g.ops.Addr())
+	ln = newConnLimiter(ln, g.cfg.Limits.MaxConns, g.cfg.Limits.MaxConnsPerIP, g.reg)
 	g.ln = ln
 	go func() {
 		if err := g.srv.Serve(ln); err != nil {

@@ -129,13 +129,11 @@ func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg
 func (in *ingester) close() error { return in.writer.Close() }
 
 // ingestAuth authenticates an event request: an account API key or a
-// service token. It answers 401 itself when ok is false.
+// service token. It answers 401 (or 429) itself when ok is false.
 func (g *Gateway) ingestAuth(ctx *fasthttp.RequestCtx) (principal, bool) {
 	p, ok := g.authenticate(ctx)
 	if !ok {
-		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="zaits"`)
-		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid API key or service token is required: Authorization: Bearer <key>")
-		g.ingest.counts.rejected.WithLabelValues("http", "unauthorized").Inc()
+		g.unauthorized(ctx, true)
 	}
 	return p, ok
 }
@@ -405,7 +403,7 @@ func decodeBatch(body []byte) ([]json.RawMessage, *requestError) {
 	if items, ok := schemas.SplitBatch(body); ok {
 		return items, nil
 	}
-	obj, rerr := decodeObject(body, "events")
+	obj, rerr := decodeObjectDepth(body, schemas.MaxJSONDepth+2, "events") // an event's depth counts from its own object
 	if rerr != nil {
 		return nil, rerr
 	}

@@ -45,23 +45,31 @@ var EventFields = map[string]bool{"id": true, "type": true, "account_id": true, 
 // API key's own account; empty for service tokens and Kafka producers). An
 // absent id stays empty and an absent created stays 0: the caller fills
 // them (see NewEventID, KafkaEventID).
+//
+// The event must be strict JSON (CheckJSON, MaxJSONDepth counted from the
+// event's object): invalid UTF-8, an unpaired surrogate escape or a
+// duplicate key anywhere, data included, is an issue of the field it is in.
 func ParseEvent(b []byte, defaultAccount string) (Event, []FieldIssue) {
-	if json.Valid(b) {
-		if ev, ok := parseEventFast(b, defaultAccount); ok {
-			return ev, nil
-		}
+	if ev, ok := parseEventFast(b, defaultAccount); ok {
+		return ev, nil
 	}
 	return parseEventFull(b, defaultAccount)
 }
 
 // parseEventFull is parseEvent by full decoding: it finds every problem.
 func parseEventFull(b []byte, defaultAccount string) (Event, []FieldIssue) {
+	var issues []FieldIssue
+	if jerr := CheckJSON(b, MaxJSONDepth); jerr != nil && !jerr.Syntax && jerr.Path != "" {
+		issues = append(issues, FieldIssue{Field: jerr.Path, Issue: jerr.Issue})
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
+		if len(issues) > 0 && !strings.HasPrefix(issues[0].Field, "[") {
+			return Event{}, issues // an object too deep for the decoder
+		}
 		return Event{}, []FieldIssue{{Field: "", Issue: "must be a JSON object"}}
 	}
 	var ev Event
-	var issues []FieldIssue
 	bad := func(field, format string, args ...any) {
 		issues = append(issues, FieldIssue{Field: field, Issue: fmt.Sprintf(format, args...)})
 	}
@@ -138,10 +146,13 @@ func jsonString(v json.RawMessage) (string, bool) {
 }
 
 // ReasonLabel is the metric label of a validation failure: the first
-// invalid field of EventFields, "unknown_field", or "json" when the value
-// is not an object.
+// invalid field of EventFields (the top-level one of a path such as
+// "data.a"), "unknown_field", or "json" when the value is not an object.
 func ReasonLabel(issues []FieldIssue) string {
 	f := issues[0].Field
+	if i := strings.IndexAny(f, ".["); i >= 0 {
+		f = f[:i]
+	}
 	switch {
 	case f == "":
 		return "json"
@@ -243,8 +254,10 @@ func EncodeEvent(ev *Event) []byte {
 }
 
 // parseEventFast is ParseEvent for the common case, without building a
-// map: b (valid JSON) is one flat object whose keys are known fields,
-// unescaped and not repeated, and whose values are all valid. For
+// map, in one pass: b is one flat object whose keys are known fields,
+// unescaped and not repeated, and whose values are all valid — ids and
+// types of plain ASCII, created an integer without leading zeros, data
+// strict JSON (CheckJSON) within the depth. Such a b is strict JSON. For
 // anything else it returns false and parseEventFull reports the problems,
 // so both give the same result for every input.
 func parseEventFast(b []byte, defaultAccount string) (Event, bool) {
@@ -309,6 +322,9 @@ func parseEventFast(b []byte, defaultAccount string) (Event, bool) {
 		case "created":
 			k = 3
 			if !null {
+				if len(v) == 0 || v[0] < '1' || v[0] > '9' { // JSON has no leading zeros
+					return ev, false
+				}
 				n, err := strconv.ParseInt(string(v), 10, 64)
 				if err != nil || n < 1 || n > maxCreated {
 					return ev, false
@@ -317,7 +333,7 @@ func parseEventFast(b []byte, defaultAccount string) (Event, bool) {
 			}
 		case "data":
 			k = 4
-			if len(v) == 0 || v[0] != '{' || len(v) > MaxEventDataBytes {
+			if len(v) == 0 || v[0] != '{' || len(v) > MaxEventDataBytes || CheckJSON(v, MaxJSONDepth-1) != nil {
 				return ev, false
 			}
 			ev.Data, hasData = v, true

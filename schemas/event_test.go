@@ -13,7 +13,8 @@ import (
 )
 
 // The fast path must agree with the full decoding on every input: when it
-// accepts, the full decoding accepts the same event.
+// accepts, the input is strict JSON and the full decoding accepts the same
+// event.
 func FuzzParseEventFastAgreesWithFull(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"document.signed","account_id":"a","data":{}}`,
@@ -29,17 +30,21 @@ func FuzzParseEventFastAgreesWithFull(f *testing.F) {
 		`{"type":"ocr.completed","account_id":"a","data":{}} x`,
 		`{"type":"ocr.completed","account_id":"a","data":{}`,
 		`[]`, `"x"`, `{}`, ``,
+		`{"type":"ocr.completed","account_id":"a","created":01,"data":{}}`,
+		`{"type":"ocr.completed","account_id":"a","data":{"a":[}}`,
+		`{"type":"ocr.completed","account_id":"a","data":{"a":1,"a":2}}`,
+		"{\"type\":\"ocr.completed\",\"account_id\":\"a\",\"data\":{\"a\":\"\xff\"}}",
 	} {
 		f.Add([]byte(s), "")
 		f.Add([]byte(s), "acct_k")
 	}
 	f.Fuzz(func(t *testing.T, b []byte, def string) {
-		if !json.Valid(b) {
-			return
-		}
 		fast, ok := parseEventFast(b, def)
 		if !ok {
 			return
+		}
+		if CheckJSON(b, MaxJSONDepth) != nil || !json.Valid(b) {
+			t.Fatalf("%q: the fast path accepted what is not strict JSON", b)
 		}
 		full, issues := parseEventFull(b, def)
 		if len(issues) > 0 {
@@ -218,5 +223,35 @@ func TestStructDecodingAgrees(t *testing.T) {
 		if ok1 != ok2 || ok1 && (fmt.Sprint(fast.ID, fast.Type, fast.AccountID, fast.Created) != fmt.Sprint(st.ID, st.Type, st.AccountID, st.Created) || strings.TrimSpace(string(fast.Data)) != strings.TrimSpace(string(st.Data))) {
 			t.Errorf("%s: fast %v %+v, struct %v %+v", s, ok1, fast, ok2, st)
 		}
+	}
+}
+
+// Strict JSON: invalid UTF-8, unpaired surrogates, duplicate keys and too
+// deep nesting, anywhere in the event, are issues of the field they are
+// in, on the fast path and the full decoding alike.
+func TestParseEventIsStrict(t *testing.T) {
+	f := func(in, wantField, wantIssue string) {
+		t.Helper()
+		_, issues := ParseEvent([]byte(in), "acct")
+		if len(issues) == 0 || issues[0].Field != wantField || !strings.Contains(issues[0].Issue, wantIssue) {
+			t.Errorf("%q: %v; want %s: %s", in, issues, wantField, wantIssue)
+		}
+		if ReasonLabel(issues) != strings.FieldsFunc(wantField, func(r rune) bool { return r == '.' || r == '[' })[0] {
+			t.Errorf("%q: reason label %q", in, ReasonLabel(issues))
+		}
+	}
+	f("{\"type\":\"ocr.completed\",\"data\":{\"n\":\"\xff\"}}", "data.n", "not valid UTF-8")
+	f(`{"type":"ocr.completed","data":{"n":"\udfff"}}`, "data.n", "unpaired")
+	f(`{"type":"ocr.completed","data":{"a":1,"a":2}}`, "data.a", "duplicate")
+	f(`{"type":"ocr.completed","data":{"a":{"b":[{"c":1,"\u0063":2}]}}}`, "data.a.b[0].c", "duplicate")
+	f(`{"type":"ocr.completed","type":"face.verified","data":{}}`, "type", "duplicate")
+	f(`{"type":"ocr.completed","data":{"a":1},"data":{"b":2}}`, "data", "duplicate")
+	f(`{"type":"ocr.completed","data":`+strings.Repeat(`[`, 70)+strings.Repeat(`]`, 70)+`}`, "data"+strings.Repeat("[0]", 63), "nested more than 64")
+	f(`{"type":"ocr.completed","data":`+strings.Repeat(`{"a":`, 20000)+`1`+strings.Repeat(`}`, 20000)+`}`, "data"+strings.Repeat(".a", 63), "nested more than 64")
+	if _, issues := ParseEvent([]byte(`{"type":"ocr.completed","data":`+strings.Repeat(`{"a":`, 63)+`1`+strings.Repeat(`}`, 63)+`}`), "acct"); len(issues) != 0 {
+		t.Errorf("64 levels: %v", issues)
+	}
+	if _, issues := ParseEvent([]byte(`[{"a":1,"a":2}]`), "acct"); len(issues) != 1 || issues[0].Field != "" {
+		t.Errorf("an array: %v", issues)
 	}
 }

@@ -194,6 +194,9 @@ func (s *System) waitReady(ctx context.Context, timeout time.Duration, ops []str
 	}
 }
 
+// Pid is the process id of the running zaits (to sample its memory).
+func (s *System) Pid() int { return s.cmd.Process.Pid }
+
 // Stop stops the process (SIGTERM, then SIGKILL when ctx ends) and removes
 // its topics and database.
 func (s *System) Stop(ctx context.Context) error {

@@ -233,6 +233,10 @@ func (c *configs) link(dev bool) {
 	c.dispatcher.Kafka, c.dispatcher.Endpoints, c.dispatcher.Delivery, c.dispatcher.Dev = &c.kafka, &c.endpoints, &c.delivery, dev
 	c.router.Kafka, c.router.Endpoints, c.router.History, c.router.Dev = &c.kafka, &c.endpoints, &c.analytics, dev
 	c.gateway.Kafka, c.gateway.Endpoints, c.gateway.Delivery, c.gateway.History, c.gateway.Dev = &c.kafka, &c.endpoints, &c.delivery, &c.analytics, dev
+	// Deliveries (and the gateway's test sends) never connect to this
+	// process's own ports, even where -delivery.allow-networks allows
+	// loopback; the components add their bound addresses as they start.
+	c.delivery.Listeners = dispatcher.NewListeners(c.gateway.Listen, c.gateway.OpsListen, c.dispatcher.OpsListen, c.router.OpsListen, c.analytics.OpsListen)
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

@@ -150,3 +150,30 @@ func (o offDuration) Set(s string) error {
 	*o.p = v
 	return nil
 }
+
+// OffInt is OffFloat64 for an int: 0 or less turns it off (-1).
+func OffInt(fs *flag.FlagSet, p *int, name string, def int, usage string) {
+	*p = def
+	fs.Var(offInt{p}, name, usage)
+}
+
+type offInt struct{ p *int }
+
+func (o offInt) String() string {
+	if o.p == nil {
+		return ""
+	}
+	return strconv.Itoa(max(*o.p, 0))
+}
+
+func (o offInt) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return err
+	}
+	if v <= 0 {
+		v = -1
+	}
+	*o.p = v
+	return nil
+}
