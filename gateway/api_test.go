@@ -239,7 +239,7 @@ func TestEndpointCRUDRoundTrip(t *testing.T) {
 	var got struct {
 		Data struct{ Events []schemas.EventType }
 	}
-	if err := json.Unmarshal(r.body, &got); err != nil || !reflect.DeepEqual(got.Data.Events, schemas.Catalogue) || len(got.Data.Events) != 9 {
+	if err := json.Unmarshal(r.body, &got); err != nil || !reflect.DeepEqual(got.Data.Events, schemas.Catalogue) || len(got.Data.Events) != 10 {
 		t.Fatalf("events: %s", r.body)
 	}
 
