@@ -45,7 +45,7 @@ type RecoveryConfig struct {
 	// Drain is how long the waits (the live traffic's last deliveries, the
 	// failing attempts, a job's deliveries) go on without progress. Default 15s.
 	Drain time.Duration
-	// Limit bounds the failing stage and each job with its deliveries. Default 10m.
+	// Limit bounds the failing stage and each job with its deliveries. Default 30m.
 	Limit time.Duration
 }
 
@@ -59,7 +59,7 @@ func (c *RecoveryConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RetrySchedule, "recovery.retry-schedule", "1s,1s,1s,1s", "the system's retry schedule for the run (-dispatcher.retry-schedule), so N deliveries fail within minutes")
 	fs.IntVar(&c.BatchSize, "recovery.batch-size", 500, "events per publish request of the N")
 	fs.DurationVar(&c.Drain, "recovery.drain", 15*time.Second, "give up a wait (live deliveries, failing attempts, a job's deliveries) after this long without progress")
-	fs.DurationVar(&c.Limit, "recovery.limit", 10*time.Minute, "bound of the failing stage and of each job with its deliveries")
+	fs.DurationVar(&c.Limit, "recovery.limit", 30*time.Minute, "bound of the failing stage and of each job with its deliveries")
 }
 
 // Validate reports every problem at once.
@@ -149,7 +149,7 @@ func (r *recoveryRun) problem(format string, args ...any) {
 func (r *recoveryRun) live(phase string) deliveryPlan {
 	c := r.cfg
 	return deliveryPlan{
-		name:      fmt.Sprintf("live %s (%d endpoints × %s events/s)", phase, c.Endpoints, load.Thousands(c.Rate)),
+		name:      fmt.Sprintf("live %s (%d × %s/s)", phase, c.Endpoints, load.Thousands(c.Rate)), // short: chart legends clip at 42 characters
 		endpoints: c.Endpoints, rate: c.Rate, batch: max(1, int(c.Rate/20)), drain: c.Drain, limit: c.Limit,
 	}
 }
@@ -200,14 +200,14 @@ func (r *recoveryRun) run(ctx context.Context) error {
 	}
 	recoverBody, _ := json.Marshal(map[string]any{"since": r.since.Format(time.RFC3339), "until": r.until.Format(time.RFC3339), "rate": c.JobRate})
 	recovered := &jobRun{rcv: rec, name: "recover", endpointID: failing, path: "/recover", body: recoverBody, n: n}
-	plan := r.live("during the recover")
+	plan := r.live("+ recover")
 	plan.alongside = func(ctx context.Context) error { return recovered.run(ctx, r) }
 	during, err := deliver(ctx, r.env, r.t, plan)
 	if during == nil {
 		return errors.Join(err, recovered.err())
 	}
 	recovered.final(ctx, r)
-	res.Runs = append(res.Runs, during, recovered.measurement(r, fmt.Sprintf("recover %s failed deliveries", load.Thousands(float64(n))), "POST …/recover → router job → dispatcher → receiver"))
+	res.Runs = append(res.Runs, during, recovered.measurement(r, fmt.Sprintf("recover %s failed", load.Thousands(float64(n))), "POST …/recover → router job → dispatcher → receiver"))
 	r.checkLive(during, jobless(err, recovered))
 	r.checkJob(recovered, n)
 	// The delivery log agrees: none failed any more, all N succeeded.
@@ -234,14 +234,14 @@ func (r *recoveryRun) run(ctx context.Context) error {
 	}
 	replayBody, _ := json.Marshal(map[string]any{"since": r.since.Format(time.RFC3339), "until": r.until.Format(time.RFC3339), "rate": c.JobRate})
 	replayed := &jobRun{rcv: fresh, name: "backfill", endpointID: backfill, path: "/replay", body: replayBody, n: n}
-	plan = r.live("during the replay")
+	plan = r.live("+ replay")
 	plan.alongside = func(ctx context.Context) error { return replayed.run(ctx, r) }
 	duringReplay, err := deliver(ctx, r.env, r.t, plan)
 	if duringReplay == nil {
 		return errors.Join(err, replayed.err())
 	}
 	replayed.final(ctx, r)
-	res.Runs = append(res.Runs, duringReplay, replayed.measurement(r, fmt.Sprintf("replay %s events to a new endpoint", load.Thousands(float64(n))), "POST …/replay → router job → dispatcher → receiver"))
+	res.Runs = append(res.Runs, duringReplay, replayed.measurement(r, fmt.Sprintf("backfill replay %s", load.Thousands(float64(n))), "POST …/replay → router job → dispatcher → receiver"))
 	r.checkLive(duringReplay, jobless(err, replayed))
 	r.checkJob(replayed, n)
 

@@ -123,7 +123,7 @@ func TestRecoveryScenarioAgainstTheSystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"## recovery (ok)", "recovered (recover job's start → receiver has all N)", "| recover 500 failed deliveries | POST …/recover", "-router.jobs-max-rate=2000", "![throughput](throughput-recovery.svg)"} {
+	for _, want := range []string{"## recovery (ok)", "recovered (recover job's start → receiver has all N)", "| recover 500 failed | POST …/recover", "-router.jobs-max-rate=2000", "![throughput](throughput-recovery.svg)"} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("report.md lacks %q", want)
 		}
