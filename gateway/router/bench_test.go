@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,4 +67,92 @@ func counterValue(c prometheus.Counter) float64 {
 	var m dto.Metric
 	c.Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// BenchmarkRouterLatency: events published over HTTP at 200/s (open loop,
+// one account, two subscribed endpoints), each timed from the start of
+// its POST to the moment a reader tailing <p>.deliveries sees its first
+// task: what routing adds to publish→receipt. Reports p50/p99.
+func BenchmarkRouterLatency(b *testing.B) {
+	const acct = "acct_l"
+	e := newEnv(b, []string{acct})
+	e.endpoint(acct, true, "document.*")
+	e.endpoint(acct, true, "*")
+	e.router()
+	topic := e.kc.Topic(schemas.TopicDeliveries)
+	var mu sync.Mutex
+	seen := map[string]time.Time{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for p := range e.kc.Partitions[schemas.TopicDeliveries] {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.kc.BrokerList(), Topic: topic, Partition: p, MinBytes: 1, MaxWait: 50 * time.Millisecond})
+		r.SetOffset(kafka.LastOffset)
+		defer r.Close()
+		go func() {
+			for {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					return
+				}
+				t, err := schemas.ParseTask(m)
+				if err != nil {
+					continue
+				}
+				now := time.Now()
+				mu.Lock()
+				if _, ok := seen[t.EventID]; !ok {
+					seen[t.EventID] = now
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	// Warm up: the readers are in place and the router routes.
+	first := e.accept(e.service, `{"type":"document.signed","account_id":"acct_l","data":{}}`)
+	for {
+		mu.Lock()
+		_, ok := seen[first]
+		mu.Unlock()
+		if ok {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	sent := make([]time.Time, b.N)
+	ids := make([]string, b.N)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	tick := time.NewTicker(5 * time.Millisecond)
+	for i := 0; i < b.N; i++ {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sent[i] = time.Now()
+			ids[i] = e.accept(e.service, fmt.Sprintf(`{"type":"document.signed","account_id":"acct_l","data":{"i":%d}}`, i))
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	lat := make([]time.Duration, 0, b.N)
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; i < b.N; i++ {
+		for {
+			mu.Lock()
+			at, ok := seen[ids[i]]
+			mu.Unlock()
+			if ok {
+				lat = append(lat, at.Sub(sent[i]))
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("event %s not routed within 30s", ids[i])
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }

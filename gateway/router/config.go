@@ -40,6 +40,12 @@ type Config struct {
 	// DedupIDs bounds the ids remembered per partition of <p>.events
 	// (about 32 bytes each). Default 500000.
 	DedupIDs int
+	// EndpointsWait bounds how long a fetched batch of events waits for the
+	// router's endpoint view to reach the end of <p>.endpoints read after
+	// the fetch (causal routing). When it passes (<p>.endpoints unreadable)
+	// the batch is routed with the view as it is, counted by
+	// zaits_router_stale_routes_total and logged. Default 5s.
+	EndpointsWait time.Duration
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -54,6 +60,7 @@ func (c Config) withDefaults() Config {
 	flagenv.Default(&c.SessionTimeout, 10*time.Second)
 	flagenv.Default(&c.DedupWindow, time.Hour)
 	flagenv.Default(&c.DedupIDs, 500000)
+	flagenv.Default(&c.EndpointsWait, 5*time.Second)
 	return c
 }
 
@@ -67,6 +74,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SessionTimeout, "router.session-timeout", d.SessionTimeout, "how soon the partitions of a router that stopped heartbeating move to another one")
 	fs.DurationVar(&c.DedupWindow, "router.dedup-window", d.DedupWindow, "how long a routed event id is remembered to drop a re-published duplicate (at least 1h)")
 	fs.IntVar(&c.DedupIDs, "router.dedup-ids", d.DedupIDs, "event ids remembered per partition of <p>.events (~32 bytes each); bounds the window's memory")
+	fs.DurationVar(&c.EndpointsWait, "router.endpoints-wait", d.EndpointsWait, "how long fetched events wait for the router's endpoint view to reach the end of <p>.endpoints before they are routed with the view as it is (counted as stale routes)")
 }
 
 // Validate reports every problem with the configuration at once (zero
@@ -94,6 +102,9 @@ func (c Config) validate() error {
 	}
 	if c.DedupWindow < time.Hour {
 		errs = append(errs, fmt.Errorf("router.dedup-window: must be at least 1h, got %s", c.DedupWindow))
+	}
+	if c.EndpointsWait < 100*time.Millisecond || c.EndpointsWait > time.Minute {
+		errs = append(errs, fmt.Errorf("router.endpoints-wait: must be 100ms..1m, got %s", c.EndpointsWait))
 	}
 	if c.DedupIDs < 1000 {
 		errs = append(errs, fmt.Errorf("router.dedup-ids: must be at least 1000, got %d", c.DedupIDs))

@@ -15,6 +15,8 @@ type metrics struct {
 	window      *prometheus.GaugeVec   // partition
 	retries     prometheus.Counter
 	commitErrs  prometheus.Counter
+	stale       prometheus.Counter
+	viewWait    prometheus.Histogram
 
 	fromHTTP, fromKafka prometheus.Counter
 }
@@ -39,9 +41,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Task writes retried after Kafka refused or timed out (the batch is retried, never skipped)."}),
 		commitErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "zaits_router_commit_errors_total",
 			Help: "Offset commits that failed (retried at the next interval)."}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{Name: "zaits_router_stale_routes_total",
+			Help: "Events routed before the endpoint view was known to have reached <p>.endpoints' end offset read after they were fetched (the -router.endpoints-wait bound passed): an endpoint change answered just before them may not apply to them."}),
+		viewWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zaits_router_endpoints_wait_seconds",
+			Help:    "Per fetched batch of events, the time spent making sure the endpoint view is current (reading <p>.endpoints' end offsets, then waiting for the view to apply them).",
+			Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.tasks, m.perEvent, m.duplicates, m.quarantined, m.lag, m.window, m.retries, m.commitErrs)
+		reg.MustRegister(m.events, m.tasks, m.perEvent, m.duplicates, m.quarantined, m.lag, m.window, m.retries, m.commitErrs, m.stale, m.viewWait)
 	}
 	m.fromHTTP, m.fromKafka = m.events.WithLabelValues("http"), m.events.WithLabelValues("kafka")
 	return m

@@ -31,6 +31,13 @@ type record struct {
 
 type fetched struct {
 	records []record
+
+	// Causal routing: the end of <p>.endpoints read after the fetch, which
+	// the endpoint view must reach before the batch is routed.
+	fetchedAt time.Time
+	target    endpoint.Position
+	targetErr error         // no end offsets within the bound
+	lookup    time.Duration // spent reading them
 }
 
 // partition routes one partition from the assigned offset until ctx ends.
@@ -76,6 +83,10 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 	var subs []*endpoint.Entry
 	for b := range batches {
 		out = out[:0]
+		staleErr := r.awaitView(ctx, &b)
+		if ctx.Err() != nil {
+			return // not routed, not committed
+		}
 		var dup, routed, viaHTTP, tasks int
 		for i := range b.records {
 			rec := &b.records[i]
@@ -118,12 +129,64 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 			return // ctx ended: this batch is not finished and not committed
 		}
 		last := b.records[len(b.records)-1].offset
+		if staleErr != nil {
+			r.m.stale.Add(float64(routed))
+			r.log.Error("router: routed events with an endpoint view that may be stale: an endpoint change answered just before them may not apply to them",
+				"partition", p, "from", b.records[0].offset, "to", last, "events", routed, "waited", time.Since(b.fetchedAt).Round(time.Millisecond),
+				"view", r.store.Applied(), "target", b.target, "err", staleErr)
+		}
 		prog.set(p, last+1)
 		r.m.fromHTTP.Add(float64(viaHTTP))
 		r.m.fromKafka.Add(float64(routed - viaHTTP))
 		r.m.tasks.Add(float64(tasks))
 		r.m.duplicates.Add(float64(dup))
 		r.m.window.WithLabelValues(label).Set(win.Age().Seconds())
+	}
+}
+
+// awaitView waits until the endpoint view has applied every record of
+// <p>.endpoints before the end offsets read after b was fetched, at most
+// EndpointsWait after the fetch. Every endpoint write answered before b's
+// events were accepted (or produced) lies before those offsets, so the
+// view then routes them by it. In the common case the view is there
+// already and this is a few atomic loads. It returns why the view could
+// not be confirmed (the batch is then routed with the view as it is), or
+// nil; ctx's end shows in ctx.Err().
+func (r *Router) awaitView(ctx context.Context, b *fetched) error {
+	start := time.Now()
+	defer func() { r.m.viewWait.Observe((b.lookup + time.Since(start)).Seconds()) }()
+	if b.targetErr != nil {
+		return b.targetErr
+	}
+	if r.store.Reached(b.target) {
+		return nil
+	}
+	wctx, cancel := context.WithDeadline(ctx, b.fetchedAt.Add(r.cfg.EndpointsWait))
+	defer cancel()
+	return r.store.WaitApplied(wctx, b.target)
+}
+
+// endpointsEnd reads the end offsets of <p>.endpoints, retrying until
+// deadline.
+func (r *Router) endpointsEnd(ctx context.Context, deadline time.Time) (endpoint.Position, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	backoff := retry.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond}
+	var failed error // the last failure that was not the deadline
+	for {
+		pos, err := r.store.Latest(ctx)
+		if err == nil {
+			return pos, nil
+		}
+		if ctx.Err() == nil {
+			failed = err
+		}
+		if !backoff.Wait(ctx) {
+			if failed != nil {
+				return nil, failed
+			}
+			return nil, err
+		}
 	}
 }
 
@@ -297,6 +360,9 @@ func (r *Router) fetchLoop(ctx context.Context, p int, offset int64, out chan<- 
 		if len(b.records) == 0 {
 			continue
 		}
+		b.fetchedAt = time.Now()
+		b.target, b.targetErr = r.endpointsEnd(ctx, b.fetchedAt.Add(r.cfg.EndpointsWait))
+		b.lookup = time.Since(b.fetchedAt)
 		offset = b.records[len(b.records)-1].offset + 1
 		select {
 		case out <- b:

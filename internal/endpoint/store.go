@@ -21,6 +21,15 @@
 // and learns whether it was accepted. A rejected writer gets ErrConflict
 // (the API answers 409) and re-publishes the winning state as a repair copy,
 // so that after compaction the last record of the key is the winner's.
+//
+// Positions. The store exposes how far its view has read (Applied, per
+// partition the offset after the last record), the topic's end offsets as
+// read after a call (Latest, one ListOffsets shared by concurrent callers)
+// and a wait for the view to reach a position (WaitApplied, woken by each
+// applied record). A write's answer implies its record lies before the end
+// offsets any later Latest returns, so WaitApplied(Latest()) makes a view
+// show every write answered before, by any instance: the router's causal
+// routing.
 package endpoint
 
 import (
@@ -112,6 +121,10 @@ type Store struct {
 	cipher *Cipher
 	log    *slog.Logger
 	writer *kafka.Writer
+	client *kafka.Client // end offsets (Latest)
+
+	progress progress // applied position, set up by Start
+	latest   latest
 
 	mu        sync.RWMutex
 	byID      map[string]*Entry
@@ -138,6 +151,7 @@ func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Re
 	s := &Store{
 		cfg: cfg, kafka: kc, topic: topic, cipher: c, log: log,
 		writer:    kc.NewWriter(topic, time.Millisecond),
+		client:    kc.Client(),
 		byID:      map[string]*Entry{},
 		byAccount: map[string]*account{},
 		deleted:   map[string]bool{},
@@ -166,6 +180,10 @@ func (s *Store) Start(ctx context.Context) error {
 	first, last, err := broker.Offsets(ctx, s.kafka.Client(), s.topic)
 	if err != nil {
 		return fmt.Errorf("endpoint store: %w", err)
+	}
+	s.progress.applied = make([]atomic.Int64, len(last))
+	for p := range s.progress.applied {
+		s.progress.applied[p].Store(first[p]) // nothing before the first offset is left to read
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -246,6 +264,9 @@ func (s *Store) apply(m kafka.Message) {
 		} else {
 			s.rejected.Inc()
 		}
+		// The position moves before the writer hears its verdict: a
+		// write's answer implies Applied covers it.
+		s.progress.advance(m.Partition, m.Offset+1)
 		s.mu.Lock()
 		w := s.waiters[rev]
 		delete(s.waiters, rev)
