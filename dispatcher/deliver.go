@@ -23,8 +23,27 @@ const (
 // lookup reads the endpoint's current configuration at attempt time. A
 // deleted or deactivated endpoint yields the error code recorded instead of
 // sending; false means the partition is stopping.
+//
+// A task carries the position of <p>.endpoints its router's view had
+// reached (Task.EndpointsAt): the view waits until it has applied as much
+// (woken by each record; at most lookupGrace), so an endpoint change the
+// routing saw — a reactivation, a new URL or secret — is seen here too, and
+// an endpoint missing from a view that far along is gone. Without a
+// position (older routers) a recent task's missing endpoint is looked for
+// again until lookupGrace passes.
 func (d *Dispatcher) lookup(ctx context.Context, t *schemas.Task) (*endpoint.Entry, string, bool) {
 	deadline := time.Now().Add(lookupGrace)
+	caughtUp := false
+	if len(t.EndpointsAt) > 0 {
+		if caughtUp = d.store.Reached(t.EndpointsAt); !caughtUp {
+			wctx, cancel := context.WithDeadline(ctx, deadline)
+			caughtUp = d.store.WaitApplied(wctx, t.EndpointsAt) == nil
+			cancel()
+			if ctx.Err() != nil {
+				return nil, "", false
+			}
+		}
+	}
 	for {
 		ep, ok := d.store.Get(t.EndpointID)
 		if ok && ep.AccountID == t.AccountID {
@@ -33,7 +52,7 @@ func (d *Dispatcher) lookup(ctx context.Context, t *schemas.Task) (*endpoint.Ent
 			}
 			return ep, "", true
 		}
-		if time.Since(t.AcceptedAt) > recentTask || time.Now().After(deadline) {
+		if caughtUp || time.Since(t.AcceptedAt) > recentTask || time.Now().After(deadline) {
 			return nil, schemas.ErrCodeEndpointDeleted, true
 		}
 		if !retry.Sleep(ctx, lookupPeriod) {

@@ -68,6 +68,13 @@ type Task struct {
 	DueAt time.Time
 	// Body is the exact request body (a Payload, encoded once by the router).
 	Body []byte
+	// EndpointsAt is the position of <p>.endpoints the router's endpoint
+	// view had applied when it made the task (per partition, index =
+	// partition, the offset after the last record read); the dispatcher's
+	// view reaches it before reading the endpoint, so an attempt never acts
+	// on an older configuration than the routing did. Empty: no such
+	// position (tasks from older routers).
+	EndpointsAt []int64
 }
 
 // Task header names.
@@ -89,6 +96,9 @@ const (
 	HeaderIfVersion = "zaits-if-version"
 	// HeaderInvalidReason carries why a message was quarantined on <p>.events.invalid.
 	HeaderInvalidReason = "zaits-invalid-reason"
+	// HeaderEndpointsAt carries Task.EndpointsAt: the offsets of the
+	// partitions of <p>.endpoints, comma-separated in partition order ("12,7").
+	HeaderEndpointsAt = "zaits-endpoints-at"
 )
 
 // Message encodes t as a Kafka message for topic (a full name).
@@ -104,6 +114,9 @@ func (t *Task) Message(topic string) kafka.Message {
 	}
 	if !t.DueAt.IsZero() {
 		h = append(h, kafka.Header{Key: HeaderDueAt, Value: strconv.AppendInt(nil, t.DueAt.UnixMilli(), 10)})
+	}
+	if len(t.EndpointsAt) > 0 {
+		h = append(h, kafka.Header{Key: HeaderEndpointsAt, Value: AppendOffsets(nil, t.EndpointsAt)})
 	}
 	return kafka.Message{Topic: topic, Key: []byte(t.EndpointID), Value: t.Body, Headers: h}
 }
@@ -134,6 +147,8 @@ func ParseTask(m kafka.Message) (Task, error) {
 			t.AcceptedAt, err = parseMillis(v)
 		case HeaderDueAt:
 			t.DueAt, err = parseMillis(v)
+		case HeaderEndpointsAt:
+			t.EndpointsAt, err = ParseOffsets(v)
 		}
 		if err != nil {
 			return Task{}, fmt.Errorf("%w: header %s=%q: %v", ErrBadTask, h.Key, v, err)
@@ -143,6 +158,31 @@ func ParseTask(m kafka.Message) (Task, error) {
 		return Task{}, fmt.Errorf("%w: delivery id, endpoint id and attempt are required", ErrBadTask)
 	}
 	return t, nil
+}
+
+// AppendOffsets appends offs to dst as HeaderEndpointsAt encodes them.
+func AppendOffsets(dst []byte, offs []int64) []byte {
+	for i, o := range offs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = strconv.AppendInt(dst, o, 10)
+	}
+	return dst
+}
+
+// ParseOffsets decodes a HeaderEndpointsAt value; every offset is >= 0.
+func ParseOffsets(v string) ([]int64, error) {
+	parts := strings.Split(v, ",")
+	out := make([]int64, len(parts))
+	for i, p := range parts {
+		o, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || o < 0 {
+			return nil, fmt.Errorf("offset %d of %q is not a non-negative integer", i, v)
+		}
+		out[i] = o
+	}
+	return out, nil
 }
 
 func parseMillis(v string) (time.Time, error) {

@@ -125,6 +125,14 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 			}
 			tasks += len(subs)
 		}
+		// The view the batch was routed with, read after routing it: the
+		// dispatcher's view reaches it before an attempt reads the endpoint.
+		at := kafka.Header{Key: schemas.HeaderEndpointsAt, Value: schemas.AppendOffsets(nil, r.store.Applied())}
+		for i := range out {
+			if out[i].Topic == r.deliveries {
+				out[i].Headers = append(out[i].Headers, at)
+			}
+		}
 		if err := r.write(ctx, out); err != nil {
 			return // ctx ended: this batch is not finished and not committed
 		}
