@@ -446,3 +446,39 @@ func TestAttemptActsOnTheEndpointViewItsTaskWasRoutedWith(t *testing.T) {
 		t.Errorf("%d of %d attempts did not act on the change made before their task:\n  %s", len(missed), n, strings.Join(missed, "\n  "))
 	}
 }
+
+// TestAViewThatCannotReachItsTaskPositionIsWaitedForOnce: tasks whose
+// position the dispatcher's view cannot reach (here: beyond the end of
+// <p>.endpoints, as when it is unreadable) are attempted with the view as it
+// is after one bounded wait, not one wait per task, and are counted.
+func TestAViewThatCannotReachItsTaskPositionIsWaitedForOnce(t *testing.T) {
+	kc := testenv.Kafka(t)
+	store := startStore(t, kc)
+	recv := startReceiver(t)
+	e := recv.add(t, store, "ep", "", nil)
+	reg := prometheus.NewRegistry()
+	startDispatcherWith(t, testConfig(kc), reg)
+	p := newProducer(t, kc)
+	warmUp(t, p, recv, []*endpoint.Entry{e})
+	const n = 10
+	beyond := store.Applied()
+	beyond[0] += 1000
+	start := time.Now()
+	for i := range n {
+		tk := task(e, i)
+		tk.EndpointsAt = beyond
+		p.send(t, tk)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if got := len(recv.ledger("ep")); got < n+1 {
+			return fmt.Errorf("%d of %d delivered", got-1, n)
+		}
+		return nil
+	})
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("%d tasks with an unreachable position took %s: waited per task", n, took)
+	}
+	if v := metricValue(t, reg, "zaits_dispatcher_stale_lookups_total", nil); v != n {
+		t.Errorf("zaits_dispatcher_stale_lookups_total = %v, want %d", v, n)
+	}
+}

@@ -103,15 +103,16 @@ const (
 
 // Message encodes t as a Kafka message for topic (a full name).
 func (t *Task) Message(topic string) kafka.Message {
-	h := []kafka.Header{
-		{Key: HeaderDeliveryID, Value: []byte(t.DeliveryID)},
-		{Key: HeaderEventID, Value: []byte(t.EventID)},
-		{Key: HeaderEventType, Value: []byte(t.EventType)},
-		{Key: HeaderAccountID, Value: []byte(t.AccountID)},
-		{Key: HeaderEndpointID, Value: []byte(t.EndpointID)},
-		{Key: HeaderAttempt, Value: strconv.AppendInt(nil, int64(t.Attempt), 10)},
-		{Key: HeaderAcceptedAt, Value: strconv.AppendInt(nil, t.AcceptedAt.UnixMilli(), 10)},
-	}
+	h := make([]kafka.Header, 0, 9) // room for the optional ones (the router appends HeaderEndpointsAt)
+	h = append(h,
+		kafka.Header{Key: HeaderDeliveryID, Value: []byte(t.DeliveryID)},
+		kafka.Header{Key: HeaderEventID, Value: []byte(t.EventID)},
+		kafka.Header{Key: HeaderEventType, Value: []byte(t.EventType)},
+		kafka.Header{Key: HeaderAccountID, Value: []byte(t.AccountID)},
+		kafka.Header{Key: HeaderEndpointID, Value: []byte(t.EndpointID)},
+		kafka.Header{Key: HeaderAttempt, Value: strconv.AppendInt(nil, int64(t.Attempt), 10)},
+		kafka.Header{Key: HeaderAcceptedAt, Value: strconv.AppendInt(nil, t.AcceptedAt.UnixMilli(), 10)},
+	)
 	if !t.DueAt.IsZero() {
 		h = append(h, kafka.Header{Key: HeaderDueAt, Value: strconv.AppendInt(nil, t.DueAt.UnixMilli(), 10)})
 	}

@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		stale: prometheus.NewCounter(prometheus.CounterOpts{Name: "zaits_router_stale_routes_total",
 			Help: "Events routed before the endpoint view was known to have reached <p>.endpoints' end offset read after they were fetched (the -router.endpoints-wait bound passed): an endpoint change answered just before them may not apply to them."}),
 		viewWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zaits_router_endpoints_wait_seconds",
-			Help:    "Per fetched batch of events, the time spent making sure the endpoint view is current (reading <p>.endpoints' end offsets, then waiting for the view to apply them).",
+			Help:    "Per fetched batch of events, how long its routing waited to make sure the endpoint view is current: for <p>.endpoints' end offsets read after the fetch (a lookup that runs while the previous batch is written), then for the view to apply them.",
 			Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 	}
 	if reg != nil {

@@ -35,9 +35,15 @@ type fetched struct {
 	// Causal routing: the end of <p>.endpoints read after the fetch, which
 	// the endpoint view must reach before the batch is routed.
 	fetchedAt time.Time
-	target    endpoint.Position
-	targetErr error         // no end offsets within the bound
-	lookup    time.Duration // spent reading them
+	end       *endOffsets
+}
+
+// endOffsets is the end of <p>.endpoints being read for one batch, while the
+// fetcher fetches the next one; ready is closed when it is known.
+type endOffsets struct {
+	ready chan struct{}
+	pos   endpoint.Position
+	err   error // none within the bound
 }
 
 // partition routes one partition from the assigned offset until ctx ends.
@@ -141,7 +147,7 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 			r.m.stale.Add(float64(routed))
 			r.log.Error("router: routed events with an endpoint view that may be stale: an endpoint change answered just before them may not apply to them",
 				"partition", p, "from", b.records[0].offset, "to", last, "events", routed, "waited", time.Since(b.fetchedAt).Round(time.Millisecond),
-				"view", r.store.Applied(), "target", b.target, "err", staleErr)
+				"view", r.store.Applied(), "target", b.end.pos, "err", staleErr)
 		}
 		prog.set(p, last+1)
 		r.m.fromHTTP.Add(float64(viaHTTP))
@@ -162,16 +168,32 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 // nil; ctx's end shows in ctx.Err().
 func (r *Router) awaitView(ctx context.Context, b *fetched) error {
 	start := time.Now()
-	defer func() { r.m.viewWait.Observe((b.lookup + time.Since(start)).Seconds()) }()
-	if b.targetErr != nil {
-		return b.targetErr
+	defer func() { r.m.viewWait.Observe(time.Since(start).Seconds()) }()
+	select {
+	case <-b.end.ready:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if r.store.Reached(b.target) {
+	if b.end.err != nil {
+		return b.end.err
+	}
+	if r.store.Reached(b.end.pos) {
 		return nil
 	}
 	wctx, cancel := context.WithDeadline(ctx, b.fetchedAt.Add(r.cfg.EndpointsWait))
 	defer cancel()
-	return r.store.WaitApplied(wctx, b.target)
+	return r.store.WaitApplied(wctx, b.end.pos)
+}
+
+// readEnd starts reading the end offsets of <p>.endpoints, retrying until
+// deadline, in the background: the fetcher fetches on meanwhile.
+func (r *Router) readEnd(ctx context.Context, deadline time.Time) *endOffsets {
+	e := &endOffsets{ready: make(chan struct{})}
+	go func() {
+		defer close(e.ready)
+		e.pos, e.err = r.endpointsEnd(ctx, deadline)
+	}()
+	return e
 }
 
 // endpointsEnd reads the end offsets of <p>.endpoints, retrying until
@@ -369,8 +391,7 @@ func (r *Router) fetchLoop(ctx context.Context, p int, offset int64, out chan<- 
 			continue
 		}
 		b.fetchedAt = time.Now()
-		b.target, b.targetErr = r.endpointsEnd(ctx, b.fetchedAt.Add(r.cfg.EndpointsWait))
-		b.lookup = time.Since(b.fetchedAt)
+		b.end = r.readEnd(ctx, b.fetchedAt.Add(r.cfg.EndpointsWait))
 		offset = b.records[len(b.records)-1].offset + 1
 		select {
 		case out <- b:

@@ -353,6 +353,9 @@ func (s *Store) Stop() error {
 		s.cancel()
 	}
 	s.wg.Wait()
+	if t, ok := s.client.Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
 	return s.writer.Close()
 }
 
