@@ -35,15 +35,7 @@ type fetched struct {
 	// Causal routing: the end of <p>.endpoints read after the fetch, which
 	// the endpoint view must reach before the batch is routed.
 	fetchedAt time.Time
-	end       *endOffsets
-}
-
-// endOffsets is the end of <p>.endpoints being read for one batch, while the
-// fetcher fetches the next one; ready is closed when it is known.
-type endOffsets struct {
-	ready chan struct{}
-	pos   endpoint.Position
-	err   error // none within the bound
+	end       *endpoint.EndOffsets // being read while the fetcher fetches on
 }
 
 // partition routes one partition from the assigned offset until ctx ends.
@@ -89,7 +81,7 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 	var subs []*endpoint.Entry
 	for b := range batches {
 		out = out[:0]
-		staleErr := r.awaitView(ctx, &b)
+		target, staleErr := r.awaitView(ctx, &b)
 		if ctx.Err() != nil {
 			return // not routed, not committed
 		}
@@ -147,7 +139,7 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 			r.m.stale.Add(float64(routed))
 			r.log.Error("router: routed events with an endpoint view that may be stale: an endpoint change answered just before them may not apply to them",
 				"partition", p, "from", b.records[0].offset, "to", last, "events", routed, "waited", time.Since(b.fetchedAt).Round(time.Millisecond),
-				"view", r.store.Applied(), "target", b.end.pos, "err", staleErr)
+				"view", r.store.Applied(), "target", target, "err", staleErr)
 		}
 		prog.set(p, last+1)
 		r.m.fromHTTP.Add(float64(viaHTTP))
@@ -166,34 +158,29 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 // already and this is a few atomic loads. It returns why the view could
 // not be confirmed (the batch is then routed with the view as it is), or
 // nil; ctx's end shows in ctx.Err().
-func (r *Router) awaitView(ctx context.Context, b *fetched) error {
+func (r *Router) awaitView(ctx context.Context, b *fetched) (endpoint.Position, error) {
 	start := time.Now()
 	defer func() { r.m.viewWait.Observe(time.Since(start).Seconds()) }()
-	select {
-	case <-b.end.ready:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if b.end.err != nil {
-		return b.end.err
-	}
-	if r.store.Reached(b.end.pos) {
-		return nil
-	}
-	wctx, cancel := context.WithDeadline(ctx, b.fetchedAt.Add(r.cfg.EndpointsWait))
+	deadline := b.fetchedAt.Add(r.cfg.EndpointsWait)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	return r.store.WaitApplied(wctx, b.end.pos)
-}
-
-// readEnd starts reading the end offsets of <p>.endpoints, retrying until
-// deadline, in the background: the fetcher fetches on meanwhile.
-func (r *Router) readEnd(ctx context.Context, deadline time.Time) *endOffsets {
-	e := &endOffsets{ready: make(chan struct{})}
-	go func() {
-		defer close(e.ready)
-		e.pos, e.err = r.endpointsEnd(ctx, deadline)
-	}()
-	return e
+	var target endpoint.Position
+	var err error
+	select {
+	case <-b.end.Done():
+		if target, err = b.end.Result(); err != nil {
+			target, err = r.endpointsEnd(ctx, deadline) // retried until the bound
+		}
+	case <-wctx.Done():
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("no answer from %s's leaders within %s", r.store.Topic(), r.cfg.EndpointsWait)
+	}
+	if err != nil || r.store.Reached(target) {
+		return target, err
+	}
+	return target, r.store.WaitApplied(wctx, target)
 }
 
 // endpointsEnd reads the end offsets of <p>.endpoints, retrying until
@@ -391,7 +378,7 @@ func (r *Router) fetchLoop(ctx context.Context, p int, offset int64, out chan<- 
 			continue
 		}
 		b.fetchedAt = time.Now()
-		b.end = r.readEnd(ctx, b.fetchedAt.Add(r.cfg.EndpointsWait))
+		b.end = r.store.ReadEnd()
 		offset = b.records[len(b.records)-1].offset + 1
 		select {
 		case out <- b:

@@ -79,6 +79,9 @@ func (pr *progress) signal() <-chan struct{} {
 	return pr.changed
 }
 
+// Topic is the full name of the store's topic, <p>.endpoints.
+func (s *Store) Topic() string { return s.topic }
+
 // Applied returns the position the view has applied: per partition, the
 // offset after the last record read (accepted, rejected or undecodable
 // alike). Nil before Start.
@@ -124,44 +127,60 @@ func (s *Store) WaitApplied(ctx context.Context, pos Position) error {
 	}
 }
 
-// latest coalesces Latest calls into rounds of one ListOffsets request.
-// A caller joins the round that starts next, never one already in flight
-// (which may have been answered before the caller began), so every answer
-// is at least as new as the call. Its mutex is a leaf.
+// latest coalesces reads of the end offsets into rounds of one ListOffsets
+// request. A caller joins the round that starts next, never one already in
+// flight (which may have been answered before the caller began), so every
+// answer is at least as new as the call. Its mutex is a leaf.
 type latest struct {
 	rounds atomic.Int64 // ListOffsets requests sent
 
 	mu       sync.Mutex
 	inflight bool
-	next     *round // the round callers join now; started when the in-flight one ends
+	next     *EndOffsets // the round callers join now; started when the in-flight one ends
 }
 
-type round struct {
+// EndOffsets is a read of the end offsets of <p>.endpoints (ReadEnd).
+type EndOffsets struct {
 	done chan struct{}
 	pos  Position
 	err  error
 }
 
-// Latest returns the end offsets of <p>.endpoints (per partition, the offset
-// the next record will get) as read by a request sent after Latest was
-// called: every write whose answer came before the call lies before it.
-// Concurrent callers share requests: one ListOffsets round trip serves all
-// who called before it was sent.
-func (s *Store) Latest(ctx context.Context) (Position, error) {
+// Done is closed once Result is known.
+func (e *EndOffsets) Done() <-chan struct{} { return e.done }
+
+// Result returns the end offsets (shared: do not modify) or why they could
+// not be read; valid once Done is closed.
+func (e *EndOffsets) Result() (Position, error) { return e.pos, e.err }
+
+// ReadEnd starts reading the end offsets of <p>.endpoints (per partition,
+// the offset the next record will get) with a request sent after the call,
+// so every write whose answer came before the call lies before them; it
+// does not wait. Concurrent callers share requests: one ListOffsets round
+// trip serves all who called before it was sent.
+func (s *Store) ReadEnd() *EndOffsets {
 	if len(s.progress.applied) == 0 {
-		return nil, ErrNotStarted
+		e := &EndOffsets{done: make(chan struct{}), err: ErrNotStarted}
+		close(e.done)
+		return e
 	}
 	l := &s.latest
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.next == nil {
-		l.next = &round{done: make(chan struct{})}
+		l.next = &EndOffsets{done: make(chan struct{})}
 	}
 	r := l.next
 	if !l.inflight {
 		l.inflight, l.next = true, nil
 		go s.runLatest(r)
 	}
-	l.mu.Unlock()
+	return r
+}
+
+// Latest is ReadEnd, waiting for its result until ctx ends.
+func (s *Store) Latest(ctx context.Context) (Position, error) {
+	r := s.ReadEnd()
 	select {
 	case <-r.done:
 		return r.pos, r.err
@@ -171,7 +190,7 @@ func (s *Store) Latest(ctx context.Context) (Position, error) {
 }
 
 // runLatest answers r, then starts the round callers joined meanwhile.
-func (s *Store) runLatest(r *round) {
+func (s *Store) runLatest(r *EndOffsets) {
 	for r != nil {
 		s.latest.rounds.Add(1)
 		r.pos, r.err = s.endOffsets()
