@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -119,5 +120,41 @@ func TestLatestBeforeStart(t *testing.T) {
 	}
 	if s.Reached(Position{0}) {
 		t.Error("a store that has not started reached a position")
+	}
+}
+
+// BenchmarkLatest: one end-offset read after another (no sharing): the round
+// trip a router batch adds when its lookup is not hidden behind other work.
+func BenchmarkLatest(b *testing.B) {
+	kc := testenv.Kafka(b)
+	s, err := NewStore(Config{Dev: true}, kc, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Stop()
+	ctx := context.Background()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := s.Latest(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReached: the check every fetched batch makes when the view is there.
+func BenchmarkReached(b *testing.B) {
+	s := viewStore(b)
+	s.progress.applied = make([]atomic.Int64, 4)
+	pos := Position{10, 20, 30, 40}
+	for i, o := range pos {
+		s.progress.applied[i].Store(o)
+	}
+	for range b.N {
+		if !s.Reached(pos) {
+			b.Fatal("not reached")
+		}
 	}
 }
