@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
@@ -25,8 +26,31 @@ const (
 // lookup reads the endpoint's current configuration at attempt time. A
 // deleted or deactivated endpoint yields the error code recorded instead of
 // sending; false means the partition is stopping.
+//
+// A task carries the position of <p>.endpoints its router's view had
+// reached (Task.EndpointsAt): the view waits until it has applied as much
+// (woken by each record; at most lookupGrace), so an endpoint change the
+// routing saw — a reactivation, a new URL or secret — is seen here too, and
+// an endpoint missing from a view that far along is gone. Without a
+// position (older routers) a recent task's missing endpoint is looked for
+// again until lookupGrace passes. When the view does not get there in time
+// (<p>.endpoints unreadable) the attempt goes on with the view as it is,
+// counted in zaits_dispatcher_stale_lookups_total, and until the view moves
+// again no attempt waits for it (one wait, not one per task).
 func (d *Dispatcher) lookup(ctx context.Context, t *schemas.Task) (*endpoint.Entry, string, bool) {
 	deadline := time.Now().Add(lookupGrace)
+	caughtUp := false
+	if len(t.EndpointsAt) > 0 {
+		if caughtUp = d.store.Reached(t.EndpointsAt); !caughtUp {
+			caughtUp = d.awaitView(ctx, t, deadline)
+			if ctx.Err() != nil {
+				return nil, "", false
+			}
+			if !caughtUp {
+				d.m.staleViews.Inc()
+			}
+		}
+	}
 	for {
 		ep, ok := d.store.Get(t.EndpointID)
 		if ok && ep.AccountID == t.AccountID {
@@ -35,13 +59,34 @@ func (d *Dispatcher) lookup(ctx context.Context, t *schemas.Task) (*endpoint.Ent
 			}
 			return ep, "", true
 		}
-		if time.Since(t.AcceptedAt) > recentTask || time.Now().After(deadline) {
+		if caughtUp || time.Since(t.AcceptedAt) > recentTask || time.Now().After(deadline) {
 			return nil, schemas.ErrCodeEndpointDeleted, true
 		}
 		if !retry.Sleep(ctx, lookupPeriod) {
 			return nil, "", false
 		}
 	}
+}
+
+// awaitView waits until the view reached t's position, until deadline,
+// unless the view is stuck where an earlier wait ran out.
+func (d *Dispatcher) awaitView(ctx context.Context, t *schemas.Task, deadline time.Time) bool {
+	view := d.store.Applied()
+	if stuck := d.stuck.Load(); stuck != nil && slices.Equal(*stuck, view) {
+		return false
+	}
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	err := d.store.WaitApplied(wctx, t.EndpointsAt)
+	if err == nil || ctx.Err() != nil {
+		return err == nil
+	}
+	view = d.store.Applied()
+	if old := d.stuck.Swap(&view); old == nil || !slices.Equal(*old, view) {
+		d.log.Warn("dispatcher: the endpoint view did not reach the position a task was routed with; attempting with the view as it is until it moves",
+			"endpoint", t.EndpointID, "delivery", t.DeliveryID, "view", view, "task_position", endpoint.Position(t.EndpointsAt), "err", err)
+	}
+	return false
 }
 
 // process makes the attempts of one task: one, and for a strict endpoint

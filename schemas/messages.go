@@ -80,6 +80,13 @@ type Task struct {
 	// from which a delivery is resent or replayed; -1 when unknown.
 	EventPartition int
 	EventOffset    int64
+	// EndpointsAt is the position of <p>.endpoints the router's endpoint
+	// view had applied when it made the task (per partition, index =
+	// partition, the offset after the last record read); the dispatcher's
+	// view reaches it before reading the endpoint, so an attempt never acts
+	// on an older configuration than the routing did. Empty: no such
+	// position (tasks from older routers).
+	EndpointsAt []int64
 }
 
 // HistoryAttempt is the attempt's number in the delivery's history.
@@ -116,19 +123,23 @@ const (
 	HeaderIfVersion = "zaits-if-version"
 	// HeaderInvalidReason carries why a message was quarantined on <p>.events.invalid.
 	HeaderInvalidReason = "zaits-invalid-reason"
+	// HeaderEndpointsAt carries Task.EndpointsAt: the offsets of the
+	// partitions of <p>.endpoints, comma-separated in partition order ("12,7").
+	HeaderEndpointsAt = "zaits-endpoints-at"
 )
 
 // Message encodes t as a Kafka message for topic (a full name).
 func (t *Task) Message(topic string) kafka.Message {
-	h := []kafka.Header{
-		{Key: HeaderDeliveryID, Value: []byte(t.DeliveryID)},
-		{Key: HeaderEventID, Value: []byte(t.EventID)},
-		{Key: HeaderEventType, Value: []byte(t.EventType)},
-		{Key: HeaderAccountID, Value: []byte(t.AccountID)},
-		{Key: HeaderEndpointID, Value: []byte(t.EndpointID)},
-		{Key: HeaderAttempt, Value: strconv.AppendInt(nil, int64(t.Attempt), 10)},
-		{Key: HeaderAcceptedAt, Value: strconv.AppendInt(nil, t.AcceptedAt.UnixMilli(), 10)},
-	}
+	h := make([]kafka.Header, 0, 9) // room for the optional ones (the router appends HeaderEndpointsAt)
+	h = append(h,
+		kafka.Header{Key: HeaderDeliveryID, Value: []byte(t.DeliveryID)},
+		kafka.Header{Key: HeaderEventID, Value: []byte(t.EventID)},
+		kafka.Header{Key: HeaderEventType, Value: []byte(t.EventType)},
+		kafka.Header{Key: HeaderAccountID, Value: []byte(t.AccountID)},
+		kafka.Header{Key: HeaderEndpointID, Value: []byte(t.EndpointID)},
+		kafka.Header{Key: HeaderAttempt, Value: strconv.AppendInt(nil, int64(t.Attempt), 10)},
+		kafka.Header{Key: HeaderAcceptedAt, Value: strconv.AppendInt(nil, t.AcceptedAt.UnixMilli(), 10)},
+	)
 	if !t.DueAt.IsZero() {
 		h = append(h, kafka.Header{Key: HeaderDueAt, Value: strconv.AppendInt(nil, t.DueAt.UnixMilli(), 10)})
 	}
@@ -142,6 +153,9 @@ func (t *Task) Message(topic string) kafka.Message {
 		pos := strconv.AppendInt(nil, int64(t.EventPartition), 10)
 		pos = append(pos, ':')
 		h = append(h, kafka.Header{Key: HeaderEventPosition, Value: strconv.AppendInt(pos, t.EventOffset, 10)})
+	}
+	if len(t.EndpointsAt) > 0 {
+		h = append(h, kafka.Header{Key: HeaderEndpointsAt, Value: AppendOffsets(nil, t.EndpointsAt)})
 	}
 	return kafka.Message{Topic: topic, Key: []byte(t.EndpointID), Value: t.Body, Headers: h}
 }
@@ -178,6 +192,8 @@ func ParseTask(m kafka.Message) (Task, error) {
 			t.Trigger = v
 		case HeaderEventPosition:
 			t.EventPartition, t.EventOffset, err = parsePosition(v)
+		case HeaderEndpointsAt:
+			t.EndpointsAt, err = ParseOffsets(v)
 		}
 		if err != nil {
 			return Task{}, fmt.Errorf("%w: header %s=%q: %v", ErrBadTask, h.Key, v, err)
@@ -204,6 +220,31 @@ func parsePosition(v string) (int, int64, error) {
 		return -1, -1, errors.New("bad offset")
 	}
 	return p, o, nil
+}
+
+// AppendOffsets appends offs to dst as HeaderEndpointsAt encodes them.
+func AppendOffsets(dst []byte, offs []int64) []byte {
+	for i, o := range offs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = strconv.AppendInt(dst, o, 10)
+	}
+	return dst
+}
+
+// ParseOffsets decodes a HeaderEndpointsAt value; every offset is >= 0.
+func ParseOffsets(v string) ([]int64, error) {
+	parts := strings.Split(v, ",")
+	out := make([]int64, len(parts))
+	for i, p := range parts {
+		o, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || o < 0 {
+			return nil, fmt.Errorf("offset %d of %q is not a non-negative integer", i, v)
+		}
+		out[i] = o
+	}
+	return out, nil
 }
 
 func parseMillis(v string) (time.Time, error) {

@@ -61,6 +61,12 @@ type Config struct {
 	// HealthInterval is how often the router that owns partition 0 of
 	// <p>.events looks for such endpoints. Default 10m.
 	HealthInterval time.Duration
+	// EndpointsWait bounds how long a fetched batch of events waits for the
+	// router's endpoint view to reach the end of <p>.endpoints read after
+	// the fetch (causal routing). When it passes (<p>.endpoints unreadable)
+	// the batch is routed with the view as it is, counted by
+	// zaits_router_stale_routes_total and logged. Default 5s.
+	EndpointsWait time.Duration
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -83,6 +89,7 @@ func (c Config) withDefaults() Config {
 	flagenv.Default(&c.JobsMaxRate, 2000)
 	flagenv.Default(&c.DisableAfter, 5*24*time.Hour)
 	flagenv.Default(&c.HealthInterval, 10*time.Minute)
+	flagenv.Default(&c.EndpointsWait, 5*time.Second)
 	return c
 }
 
@@ -100,6 +107,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.JobsMaxRate, "router.jobs-max-rate", d.JobsMaxRate, "tasks per second of all recovery jobs of this router together, and of any one of them")
 	flagenv.OffDuration(fs, &c.DisableAfter, "router.disable-after", d.DisableAfter, "disable an endpoint whose every attempt failed for this long (0: never)")
 	fs.DurationVar(&c.HealthInterval, "router.health-interval", d.HealthInterval, "how often failing endpoints are looked for")
+	fs.DurationVar(&c.EndpointsWait, "router.endpoints-wait", d.EndpointsWait, "how long fetched events wait for the router's endpoint view to reach the end of <p>.endpoints before they are routed with the view as it is (counted as stale routes)")
 }
 
 // Validate reports every problem with the configuration at once (zero
@@ -127,6 +135,9 @@ func (c Config) validate() error {
 	}
 	if c.DedupWindow < time.Hour {
 		errs = append(errs, fmt.Errorf("router.dedup-window: must be at least 1h, got %s", c.DedupWindow))
+	}
+	if c.EndpointsWait < 100*time.Millisecond || c.EndpointsWait > time.Minute {
+		errs = append(errs, fmt.Errorf("router.endpoints-wait: must be 100ms..1m, got %s", c.EndpointsWait))
 	}
 	if c.DedupIDs < 1000 {
 		errs = append(errs, fmt.Errorf("router.dedup-ids: must be at least 1000, got %d", c.DedupIDs))

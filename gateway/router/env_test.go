@@ -28,6 +28,7 @@ type env struct {
 	service string            // service token
 	keys    map[string]string // account → API key
 	cfg     Config            // of the routers the test starts
+	gcfg    gateway.Config    // of e.g and of further gateways (e.gateway)
 }
 
 func newEnv(t testing.TB, accounts []string, mutate ...func(*Config)) *env {
@@ -51,16 +52,10 @@ func newEnv(t testing.TB, accounts []string, mutate ...func(*Config)) *env {
 		entries = append(entries, entry)
 	}
 	gcfg.APIKeys = strings.Join(entries, ",")
-	e.g, err = gateway.New(gcfg, slog.New(slog.DiscardHandler), ops.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.gcfg = gcfg
+	e.g = e.gateway()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := e.g.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.g.Stop(context.Background()) })
 	e.store, err = endpoint.NewStore(endpoint.Config{Dev: true}, kc, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -75,6 +70,23 @@ func newEnv(t testing.TB, accounts []string, mutate ...func(*Config)) *env {
 		m(&e.cfg)
 	}
 	return e
+}
+
+// gateway starts another gateway instance (its own endpoint store and
+// event writer) with the env's keys and tokens; it stops when the test ends.
+func (e *env) gateway() *gateway.Gateway {
+	e.t.Helper()
+	g, err := gateway.New(e.gcfg, slog.New(slog.DiscardHandler), ops.NewRegistry())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := g.Start(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { g.Stop(context.Background()) })
+	return g
 }
 
 // router starts a router; it is stopped when the test ends unless the

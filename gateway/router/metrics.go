@@ -17,6 +17,8 @@ type metrics struct {
 	commitErrs  prometheus.Counter
 	jobs        *prometheus.CounterVec // type, status
 	jobTasks    *prometheus.CounterVec // type
+	stale       prometheus.Counter
+	viewWait    prometheus.Histogram
 
 	fromHTTP, fromKafka prometheus.Counter
 }
@@ -45,9 +47,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Recovery jobs this router finished, by type (recover, replay, redrive) and status (completed, failed, cancelled)."}, []string{"type", "status"}),
 		jobTasks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zaits_router_job_tasks_total",
 			Help: "Delivery tasks written by recovery jobs, by type."}, []string{"type"}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{Name: "zaits_router_stale_routes_total",
+			Help: "Events routed before the endpoint view was known to have reached <p>.endpoints' end offset read after they were fetched (the -router.endpoints-wait bound passed): an endpoint change answered just before them may not apply to them."}),
+		viewWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "zaits_router_endpoints_wait_seconds",
+			Help:    "Per fetched batch of events, how long its routing waited to make sure the endpoint view is current: for <p>.endpoints' end offsets read after the fetch (a lookup that runs while the previous batch is written), then for the view to apply them.",
+			Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.tasks, m.perEvent, m.duplicates, m.quarantined, m.lag, m.window, m.retries, m.commitErrs, m.jobs, m.jobTasks)
+		reg.MustRegister(m.events, m.tasks, m.perEvent, m.duplicates, m.quarantined, m.lag, m.window, m.retries, m.commitErrs, m.jobs, m.jobTasks, m.stale, m.viewWait)
 	}
 	m.fromHTTP, m.fromKafka = m.events.WithLabelValues("http"), m.events.WithLabelValues("kafka")
 	return m

@@ -20,6 +20,11 @@ import (
 // writing and committing.
 type fetched struct {
 	records []eventlog.Record
+
+	// Causal routing: the end of <p>.endpoints read after the fetch, which
+	// the endpoint view must reach before the batch is routed.
+	fetchedAt time.Time
+	end       *endpoint.EndOffsets // being read while the fetcher fetches on
 }
 
 // partition routes one partition from the assigned offset until ctx ends.
@@ -65,6 +70,10 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 	var subs []*endpoint.Entry
 	for b := range batches {
 		out = out[:0]
+		target, staleErr := r.awaitView(ctx, &b)
+		if ctx.Err() != nil {
+			return // not routed, not committed
+		}
 		var dup, routed, viaHTTP, tasks int
 		for i := range b.records {
 			rec := &b.records[i]
@@ -94,16 +103,87 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 			}
 			tasks += len(subs)
 		}
+		// The view the batch was routed with, read after routing it: the
+		// dispatcher's view reaches it before an attempt reads the endpoint.
+		at := kafka.Header{Key: schemas.HeaderEndpointsAt, Value: schemas.AppendOffsets(nil, r.store.Applied())}
+		for i := range out {
+			if out[i].Topic == r.deliveries {
+				out[i].Headers = append(out[i].Headers, at)
+			}
+		}
 		if err := r.write(ctx, out); err != nil {
 			return // ctx ended: this batch is not finished and not committed
 		}
 		last := b.records[len(b.records)-1].Offset
+		if staleErr != nil {
+			r.m.stale.Add(float64(routed))
+			r.log.Error("router: routed events with an endpoint view that may be stale: an endpoint change answered just before them may not apply to them",
+				"partition", p, "from", b.records[0].Offset, "to", last, "events", routed, "waited", time.Since(b.fetchedAt).Round(time.Millisecond),
+				"view", r.store.Applied(), "target", target, "err", staleErr)
+		}
 		prog.set(p, last+1)
 		r.m.fromHTTP.Add(float64(viaHTTP))
 		r.m.fromKafka.Add(float64(routed - viaHTTP))
 		r.m.tasks.Add(float64(tasks))
 		r.m.duplicates.Add(float64(dup))
 		r.m.window.WithLabelValues(label).Set(win.Age().Seconds())
+	}
+}
+
+// awaitView waits until the endpoint view has applied every record of
+// <p>.endpoints before the end offsets read after b was fetched, at most
+// EndpointsWait after the fetch. Every endpoint write answered before b's
+// events were accepted (or produced) lies before those offsets, so the
+// view then routes them by it. In the common case the view is there
+// already and this is a few atomic loads. It returns why the view could
+// not be confirmed (the batch is then routed with the view as it is), or
+// nil; ctx's end shows in ctx.Err().
+func (r *Router) awaitView(ctx context.Context, b *fetched) (endpoint.Position, error) {
+	start := time.Now()
+	defer func() { r.m.viewWait.Observe(time.Since(start).Seconds()) }()
+	deadline := b.fetchedAt.Add(r.cfg.EndpointsWait)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var target endpoint.Position
+	var err error
+	select {
+	case <-b.end.Done():
+		if target, err = b.end.Result(); err != nil {
+			target, err = r.endpointsEnd(ctx, deadline) // retried until the bound
+		}
+	case <-wctx.Done():
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("no answer from %s's leaders within %s", r.store.Topic(), r.cfg.EndpointsWait)
+	}
+	if err != nil || r.store.Reached(target) {
+		return target, err
+	}
+	return target, r.store.WaitApplied(wctx, target)
+}
+
+// endpointsEnd reads the end offsets of <p>.endpoints, retrying until
+// deadline.
+func (r *Router) endpointsEnd(ctx context.Context, deadline time.Time) (endpoint.Position, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	backoff := retry.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond}
+	var failed error // the last failure that was not the deadline
+	for {
+		pos, err := r.store.Latest(ctx)
+		if err == nil {
+			return pos, nil
+		}
+		if ctx.Err() == nil {
+			failed = err
+		}
+		if !backoff.Wait(ctx) {
+			if failed != nil {
+				return nil, failed
+			}
+			return nil, err
+		}
 	}
 }
 
@@ -229,7 +309,7 @@ func (r *Router) fetchLoop(ctx context.Context, p int, offset int64, out chan<- 
 		}
 		offset = recs[len(recs)-1].Offset + 1
 		select {
-		case out <- fetched{records: recs}:
+		case out <- fetched{records: recs, fetchedAt: time.Now(), end: r.store.ReadEnd()}:
 		case <-ctx.Done():
 			return
 		}

@@ -11,6 +11,13 @@
 // committed only after every task of the events before it was acknowledged.
 // One account's events share a partition, and its writes are made in
 // order, so each endpoint's task stream keeps the account's order.
+//
+// Causal routing: after a batch is fetched, the end offsets of
+// <p>.endpoints are read, and the batch is routed only once the router's
+// endpoint view has applied every record before them (at most
+// Config.EndpointsWait after the fetch; then it is routed as the view is,
+// counted and logged). An endpoint change answered before an event was
+// accepted lies before those offsets, so it applies to the event.
 package router
 
 import (

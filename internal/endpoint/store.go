@@ -21,6 +21,15 @@
 // and learns whether it was accepted. A rejected writer gets ErrConflict
 // (the API answers 409) and re-publishes the winning state as a repair copy,
 // so that after compaction the last record of the key is the winner's.
+//
+// Positions. The store exposes how far its view has read (Applied, per
+// partition the offset after the last record), the topic's end offsets as
+// read after a call (Latest, one ListOffsets shared by concurrent callers)
+// and a wait for the view to reach a position (WaitApplied, woken by each
+// applied record). A write's answer implies its record lies before the end
+// offsets any later Latest returns, so WaitApplied(Latest()) makes a view
+// show every write answered before, by any instance: the router's causal
+// routing.
 package endpoint
 
 import (
@@ -117,6 +126,10 @@ type Store struct {
 	log    *slog.Logger
 	writer *kafka.Writer
 	events *kafka.Writer // webhook.endpoint.disabled events (Disable)
+	client *kafka.Client // end offsets (Latest)
+
+	progress progress // applied position, set up by Start
+	latest   latest
 
 	mu        sync.RWMutex
 	byID      map[string]*Entry
@@ -145,6 +158,7 @@ func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Re
 		cfg: cfg, kafka: kc, topic: topic, cipher: c, log: log,
 		writer:    kc.NewWriter(topic, time.Millisecond),
 		events:    kc.NewWriter(kc.Topic(schemas.TopicEvents), time.Millisecond),
+		client:    kc.Client(),
 		byID:      map[string]*Entry{},
 		byAccount: map[string]*account{},
 		deleted:   map[string]bool{},
@@ -175,6 +189,10 @@ func (s *Store) Start(ctx context.Context) error {
 	first, last, err := broker.Offsets(ctx, s.kafka.Client(), s.topic)
 	if err != nil {
 		return fmt.Errorf("endpoint store: %w", err)
+	}
+	s.progress.applied = make([]atomic.Int64, len(last))
+	for p := range s.progress.applied {
+		s.progress.applied[p].Store(first[p]) // nothing before the first offset is left to read
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -255,6 +273,9 @@ func (s *Store) apply(m kafka.Message) {
 		} else {
 			s.rejected.Inc()
 		}
+		// The position moves before the writer hears its verdict: a
+		// write's answer implies Applied covers it.
+		s.progress.advance(m.Partition, m.Offset+1)
 		s.mu.Lock()
 		w := s.waiters[rev]
 		delete(s.waiters, rev)
@@ -341,6 +362,9 @@ func (s *Store) Stop() error {
 		s.cancel()
 	}
 	s.wg.Wait()
+	if t, ok := s.client.Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
 	return errors.Join(s.writer.Close(), s.events.Close())
 }
 
