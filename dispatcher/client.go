@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/schemas"
 )
@@ -41,6 +42,9 @@ type ClientConfig struct {
 	// TLSConfig overrides the TLS settings (tests: a private root CA). Nil:
 	// the system roots, certificates verified.
 	TLSConfig *tls.Config
+	// Proxy is an HTTP CONNECT proxy every delivery goes through,
+	// http://[user:password@]host:port (proxy.go); empty: direct.
+	Proxy string
 }
 
 // RegisterFlags registers the delivery.* flags with their defaults.
@@ -51,6 +55,7 @@ func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ExcerptBytes, "delivery.excerpt-bytes", d.ExcerptBytes, "how much of the response body is kept in the attempt record")
 	fs.IntVar(&c.MaxConnsPerHost, "delivery.max-conns-per-host", d.MaxConnsPerHost, "connections to one endpoint host at most")
 	fs.Var(prefixList{&c.AllowNetworks}, "delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver)")
+	fs.Var(proxyFlag{&c.Proxy}, "delivery.proxy", "HTTP CONNECT proxy for every delivery and test send, http://[user:password@]host:port (a fixed egress address to allow-list); the address guard still checks each target")
 }
 
 // prefixList is the flag.Value of a comma-separated list of CIDRs.
@@ -103,6 +108,11 @@ func (c *ClientConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("delivery.allow-networks: invalid prefix %v", p))
 		}
 	}
+	if c.Proxy != "" {
+		if _, err := parseProxy(c.Proxy); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -131,6 +141,9 @@ type Request struct {
 	Secrets [][]byte
 	// Now is the webhook-timestamp; time.Now() when zero.
 	Now time.Time
+	// Headers are the endpoint's static headers (never a name the delivery
+	// sets itself: the gateway refuses those).
+	Headers []endpoint.Header
 }
 
 // Result is the outcome of one attempt.
@@ -170,11 +183,19 @@ func NewClient(cfg ClientConfig, reg prometheus.Registerer) (*Client, error) {
 		return nil, err
 	}
 	g := &guard{allow: cfg.AllowNetworks, loopback: cfg.Dev, resolver: net.DefaultResolver}
+	dial := g.dial
+	if cfg.Proxy != "" {
+		p, err := newProxyDialer(cfg.Proxy, g)
+		if err != nil {
+			return nil, err
+		}
+		dial = p.dial
+	}
 	c := &Client{
 		cfg: cfg,
 		hc: &fasthttp.Client{
 			Name:                          UserAgent,
-			DialTimeout:                   g.dial,
+			DialTimeout:                   dial,
 			TLSConfig:                     cfg.TLSConfig,
 			MaxConnsPerHost:               cfg.MaxConnsPerHost,
 			MaxConnWaitTimeout:            cfg.Timeout,
@@ -231,6 +252,9 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	req.Header.SetContentType("application/json")
 	req.Header.SetUserAgent(UserAgent)
 	req.SetBodyRaw(r.Body)
+	for _, h := range r.Headers {
+		req.Header.Set(h.Name, h.Value)
+	}
 	if len(r.Secrets) > 0 {
 		req.Header.SetBytesV("X-Zaits-Signature", seedSignature(nil, r.Secrets[0], r.Body))
 		req.Header.SetBytesV("webhook-signature", standardSignatures(nil, r.Secrets, r.DeliveryID, now.Unix(), r.Body))

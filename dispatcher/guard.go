@@ -105,41 +105,16 @@ func embeddedIPv4(a netip.Addr) (netip.Addr, string) {
 // dial resolves addr ("host:port"), refuses the forbidden addresses, and
 // connects to an address that was checked: the name is never looked up again.
 func (g *guard) dial(addr string, timeout time.Duration) (net.Conn, error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: bad port: %w", addr, err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var ips []netip.Addr
-	if ip, err := netip.ParseAddr(host); err == nil {
-		ips = []netip.Addr{ip}
-	} else {
-		ips, err = g.resolver.LookupNetIP(ctx, "ip", host)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %s: %w", host, err)
-		}
-	}
-	var ok []netip.Addr
-	var why []string
-	for _, ip := range ips {
-		if r := g.refused(ip); r != "" {
-			why = append(why, ip.String()+" is "+r)
-			continue
-		}
-		ok = append(ok, ip)
-	}
-	if len(ok) == 0 {
-		return nil, fmt.Errorf("%w: %s resolves to %v", ErrAddressRefused, host, why)
+	targets, err := g.resolve(ctx, addr)
+	if err != nil {
+		return nil, err
 	}
 	var d net.Dialer
 	var errs []error
-	for _, ip := range ok {
-		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(ip.Unmap(), uint16(port)).String())
+	for _, t := range targets {
+		c, err := d.DialContext(ctx, "tcp", t.String())
 		if err == nil {
 			return c, nil
 		}
@@ -149,4 +124,40 @@ func (g *guard) dial(addr string, timeout time.Duration) (net.Conn, error) {
 		}
 	}
 	return nil, errors.Join(errs...)
+}
+
+// resolve looks addr ("host:port") up and returns the addresses the guard
+// allows, in the resolver's order; an error wrapping ErrAddressRefused when
+// it allows none of them.
+func (g *guard) resolve(ctx context.Context, addr string) ([]netip.AddrPort, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: bad port: %w", addr, err)
+	}
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else {
+		ips, err = g.resolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", host, err)
+		}
+	}
+	var ok []netip.AddrPort
+	var why []string
+	for _, ip := range ips {
+		if r := g.refused(ip); r != "" {
+			why = append(why, ip.String()+" is "+r)
+			continue
+		}
+		ok = append(ok, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
+	}
+	if len(ok) == 0 {
+		return nil, fmt.Errorf("%w: %s resolves to %v", ErrAddressRefused, host, why)
+	}
+	return ok, nil
 }

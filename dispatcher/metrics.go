@@ -17,6 +17,7 @@ type metrics struct {
 	lag          *prometheus.GaugeVec // topic
 	badTasks     prometheus.Counter
 	writeErrors  *prometheus.CounterVec // topic
+	rateLimited  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,8 +51,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		writeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zaits_dispatcher_write_errors_total", Help: "Failed produce batches (retried) by topic.",
 		}, []string{"topic"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zaits_dispatcher_rate_limited_total", Help: "Times an attempt waited for its endpoint's rate limit (rate_limit)."}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.inFlight, m.lanes, m.buffered, m.refills, m.refillReads, m.retryBacklog, m.lag, m.badTasks, m.writeErrors} {
+	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.inFlight, m.lanes, m.buffered, m.refills, m.refillReads, m.retryBacklog, m.lag, m.badTasks, m.writeErrors, m.rateLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

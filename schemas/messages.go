@@ -227,6 +227,14 @@ type Endpoint struct {
 	Version     int64     `json:"version"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// Headers are static request headers sent with every delivery, in
+	// name order, their values encrypted like the secrets (endpoint_options.go).
+	Headers []EndpointHeader `json:"headers,omitempty"`
+	// Filter is the compact JSON of the endpoint's filter (filter.go);
+	// empty: every subscribed event.
+	Filter json.RawMessage `json:"filter,omitempty"`
+	// RateLimit is the endpoint's deliveries per second (1–10,000); 0: no limit.
+	RateLimit int `json:"rate_limit,omitempty"`
 }
 
 // Secret is one signing secret of an endpoint, encrypted at rest.
