@@ -100,7 +100,7 @@ func decodeHeaders(raw json.RawMessage, issues *[]schemas.FieldIssue) []endpoint
 		}
 		seen[lower] = name
 		var v string
-		if err := json.Unmarshal(m[name], &v); err != nil {
+		if err := json.Unmarshal(m[name], &v); err != nil || nullValue(m[name]) {
 			issue("must be a string")
 			continue
 		}

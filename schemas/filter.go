@@ -113,11 +113,32 @@ type FilterEvent struct {
 	raw              []byte
 	data             any
 	decoded          bool
+	roots            [rootData]any // the scalar fields as values, boxed once when first read
 }
 
 // Reset makes fe the event ev (copied: fe keeps no reference to ev).
 func (fe *FilterEvent) Reset(ev *Event) {
 	*fe = FilterEvent{id: ev.ID, typ: ev.Type, account: ev.AccountID, created: ev.Created, raw: ev.Data}
+}
+
+// root returns the scalar field r (not rootData) as a filter value.
+func (fe *FilterEvent) root(r int) any {
+	if v := fe.roots[r]; v != nil {
+		return v
+	}
+	var v any
+	switch r {
+	case rootID:
+		v = fe.id
+	case rootType:
+		v = fe.typ
+	case rootAccount:
+		v = fe.account
+	default:
+		v = float64(fe.created)
+	}
+	fe.roots[r] = v
+	return v
 }
 
 func (fe *FilterEvent) dataValue() (any, bool) {
@@ -196,15 +217,8 @@ func (c *field) match(ev *FilterEvent) bool {
 
 // value resolves the path in ev: the value and whether it exists.
 func (c *field) value(ev *FilterEvent) (any, bool) {
-	switch c.root {
-	case rootID:
-		return ev.id, true
-	case rootType:
-		return ev.typ, true
-	case rootAccount:
-		return ev.account, true
-	case rootCreated:
-		return float64(ev.created), true
+	if c.root != rootData {
+		return ev.root(c.root), true
 	}
 	cur, ok := ev.dataValue()
 	if !ok {
