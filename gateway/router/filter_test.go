@@ -85,7 +85,10 @@ func TestRouterFiltersLetExactlyTheMatchingEventsThrough(t *testing.T) {
 
 	// Endpoint 2 now wants document.completed only; endpoint 6 loses its filter.
 	ctx := context.Background()
-	if _, err := e.store.Update(ctx, a, ids[2], 0, func(ep *schemas.Endpoint) error { ep.Filter = json.RawMessage(`{"type":"document.completed"}`); return nil }); err != nil {
+	if _, err := e.store.Update(ctx, a, ids[2], 0, func(ep *schemas.Endpoint) error {
+		ep.Filter = json.RawMessage(`{"type":"document.completed"}`)
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.store.Update(ctx, a, ids[6], 0, func(ep *schemas.Endpoint) error { ep.Filter = nil; return nil }); err != nil {
