@@ -160,8 +160,14 @@ func (o *endpointOptions) applyTo(ep *schemas.Endpoint) {
 	}
 }
 
+// noHeaders is the view of an endpoint without headers (shared, never modified).
+var noHeaders = map[string]string{}
+
 // maskedHeaders are the headers as answers show them.
 func maskedHeaders(e *endpoint.Entry) map[string]string {
+	if len(e.Headers) == 0 {
+		return noHeaders
+	}
 	out := make(map[string]string, len(e.Headers))
 	for _, h := range e.Headers {
 		out[h.Name] = maskValue("")

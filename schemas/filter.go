@@ -144,11 +144,8 @@ func (fe *FilterEvent) root(r int) any {
 func (fe *FilterEvent) dataValue() (any, bool) {
 	if !fe.decoded {
 		fe.decoded = true
-		if len(fe.raw) > 0 {
-			if err := json.Unmarshal(fe.raw, &fe.data); err != nil {
-				fe.data = nil
-				fe.raw = nil
-			}
+		if len(fe.raw) == 0 || json.Unmarshal(fe.raw, &fe.data) != nil {
+			fe.data, fe.raw = nil, nil // no data: every data path is missing
 		}
 	}
 	return fe.data, fe.raw != nil
