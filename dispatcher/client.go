@@ -249,12 +249,12 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 
 	req.SetRequestURI(r.URL)
 	req.Header.SetMethod(fasthttp.MethodPost)
+	for _, h := range r.Headers { // the endpoint's own first: the headers below always win
+		req.Header.Set(h.Name, h.Value)
+	}
 	req.Header.SetContentType("application/json")
 	req.Header.SetUserAgent(UserAgent)
 	req.SetBodyRaw(r.Body)
-	for _, h := range r.Headers {
-		req.Header.Set(h.Name, h.Value)
-	}
 	if len(r.Secrets) > 0 {
 		req.Header.SetBytesV("X-Zaits-Signature", seedSignature(nil, r.Secrets[0], r.Body))
 		req.Header.SetBytesV("webhook-signature", standardSignatures(nil, r.Secrets, r.DeliveryID, now.Unix(), r.Body))

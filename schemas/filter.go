@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/goccy/go-json"
 )
@@ -114,11 +116,55 @@ type FilterEvent struct {
 	data             any
 	decoded          bool
 	roots            [rootData]any // the scalar fields as values, boxed once when first read
+	gen              uint32        // this event's generation in memo
+	memo             []memoValue   // by interned data path: its value in the event of generation gen
+}
+
+type memoValue struct {
+	gen uint32
+	ok  bool
+	v   any
 }
 
 // Reset makes fe the event ev (copied: fe keeps no reference to ev).
 func (fe *FilterEvent) Reset(ev *Event) {
-	*fe = FilterEvent{id: ev.ID, typ: ev.Type, account: ev.AccountID, created: ev.Created, raw: ev.Data}
+	memo, gen := fe.memo, fe.gen+1
+	if gen == 0 { // wrapped: forget every remembered value
+		clear(memo)
+		gen = 1
+	}
+	*fe = FilterEvent{id: ev.ID, typ: ev.Type, account: ev.AccountID, created: ev.Created, raw: ev.Data, gen: gen, memo: memo}
+}
+
+// Path memo. The data paths filters read are interned process-wide the
+// first time a filter reading them is matched (at most maxMemoPaths of
+// them; later ones are simply looked up every time), and a FilterEvent
+// remembers each interned path's value for its event: many filters on the
+// same path (100 endpoints filtering on data.bucket) look it up once per
+// event. Only matching interns, so paths of filters the gateway merely
+// validates take no room.
+const maxMemoPaths = 1 << 16
+
+var memoPaths struct {
+	mu  sync.Mutex
+	ids map[string]int32
+}
+
+func internPath(key string) int32 {
+	memoPaths.mu.Lock()
+	defer memoPaths.mu.Unlock()
+	if id, ok := memoPaths.ids[key]; ok {
+		return id
+	}
+	if len(memoPaths.ids) >= maxMemoPaths {
+		return -1
+	}
+	if memoPaths.ids == nil {
+		memoPaths.ids = map[string]int32{}
+	}
+	id := int32(len(memoPaths.ids))
+	memoPaths.ids[key] = id
+	return id
 }
 
 // root returns the scalar field r (not rootData) as a filter value.
@@ -199,7 +245,9 @@ var filterRoots = map[string]int{"id": rootID, "type": rootType, "account_id": r
 type field struct {
 	root int
 	path []string // below data
+	key  string   // the whole dot path
 	ops  []op
+	slot atomic.Int32 // data paths: 0 not interned yet, -1 not memoized, else the memo index + 1
 }
 
 func (c *field) match(ev *FilterEvent) bool {
@@ -217,6 +265,31 @@ func (c *field) value(ev *FilterEvent) (any, bool) {
 	if c.root != rootData {
 		return ev.root(c.root), true
 	}
+	slot := c.slot.Load()
+	if slot == 0 {
+		slot = internPath(c.key)
+		if slot >= 0 {
+			slot++
+		}
+		c.slot.Store(slot)
+	}
+	if slot < 0 || ev.gen == 0 { // not memoized, or an event that was never Reset
+		return c.lookup(ev)
+	}
+	i := int(slot - 1)
+	if i < len(ev.memo) && ev.memo[i].gen == ev.gen {
+		return ev.memo[i].v, ev.memo[i].ok
+	}
+	v, ok := c.lookup(ev)
+	if i >= len(ev.memo) {
+		ev.memo = append(ev.memo, make([]memoValue, i+1-len(ev.memo))...)
+	}
+	ev.memo[i] = memoValue{gen: ev.gen, ok: ok, v: v}
+	return v, ok
+}
+
+// lookup resolves a data path in ev.
+func (c *field) lookup(ev *FilterEvent) (any, bool) {
 	cur, ok := ev.dataValue()
 	if !ok {
 		return nil, false
@@ -446,7 +519,7 @@ func (c *compiler) field(key string, val any, kp string) (cond, error) {
 	if root != rootData && len(segs) > 1 {
 		return nil, &FilterError{Path: kp, Issue: fmt.Sprintf("%s is a scalar: it has no fields", segs[0])}
 	}
-	f := &field{root: root, path: segs[1:]}
+	f := &field{root: root, path: segs[1:], key: key}
 	obj, isObj := val.(map[string]any)
 	if !isObj {
 		lit, err := scalar(val, kp, "must be a string, number, boolean, null or an operator object ($eq, $in, …); a list of values needs $in")
