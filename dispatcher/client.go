@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/schemas"
 )
@@ -48,6 +49,9 @@ type ClientConfig struct {
 	// TLSConfig overrides the TLS settings (tests: a private root CA). Nil:
 	// the system roots, certificates verified.
 	TLSConfig *tls.Config
+	// Proxy is an HTTP CONNECT proxy every delivery goes through,
+	// http://[user:password@]host:port (proxy.go); empty: direct.
+	Proxy string
 }
 
 // RegisterFlags registers the delivery.* flags with their defaults.
@@ -58,6 +62,7 @@ func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ExcerptBytes, "delivery.excerpt-bytes", d.ExcerptBytes, "how much of the response body is kept in the attempt record")
 	fs.IntVar(&c.MaxConnsPerHost, "delivery.max-conns-per-host", d.MaxConnsPerHost, "connections to one endpoint host at most")
 	fs.Var(prefixList{&c.AllowNetworks}, "delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver); endpoint URLs can then reach every service on those networks except this process's own ports")
+	fs.Var(proxyFlag{&c.Proxy}, "delivery.proxy", "HTTP CONNECT proxy for every delivery and test send, http://[user:password@]host:port (a fixed egress address to allow-list); the address guard still checks each target")
 }
 
 // prefixList is the flag.Value of a comma-separated list of CIDRs.
@@ -110,6 +115,11 @@ func (c *ClientConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("delivery.allow-networks: invalid prefix %v", p))
 		}
 	}
+	if c.Proxy != "" {
+		if _, err := parseProxy(c.Proxy); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -138,6 +148,9 @@ type Request struct {
 	Secrets [][]byte
 	// Now is the webhook-timestamp; time.Now() when zero.
 	Now time.Time
+	// Headers are the endpoint's static headers (never a name the delivery
+	// sets itself: the gateway refuses those).
+	Headers []endpoint.Header
 }
 
 // Result is the outcome of one attempt.
@@ -181,12 +194,20 @@ func NewClient(cfg ClientConfig, reg prometheus.Registerer) (*Client, error) {
 		cfg.Listeners = NewListeners()
 	}
 	g := &guard{allow: cfg.AllowNetworks, loopback: cfg.Dev, resolver: net.DefaultResolver, self: cfg.Listeners}
+	dial := g.dial
+	if cfg.Proxy != "" {
+		p, err := newProxyDialer(cfg.Proxy, g)
+		if err != nil {
+			return nil, err
+		}
+		dial = p.dial
+	}
 	c := &Client{
 		cfg:   cfg,
 		guard: g,
 		hc: &fasthttp.Client{
 			Name:                          UserAgent,
-			DialTimeout:                   g.dial,
+			DialTimeout:                   dial,
 			TLSConfig:                     cfg.TLSConfig,
 			MaxConnsPerHost:               cfg.MaxConnsPerHost,
 			MaxConnWaitTimeout:            cfg.Timeout,
@@ -249,6 +270,9 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 
 	req.SetRequestURI(r.URL)
 	req.Header.SetMethod(fasthttp.MethodPost)
+	for _, h := range r.Headers { // the endpoint's own first: the headers below always win
+		req.Header.Set(h.Name, h.Value)
+	}
 	req.Header.SetContentType("application/json")
 	req.Header.SetUserAgent(UserAgent)
 	req.SetBodyRaw(r.Body)

@@ -110,9 +110,7 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 			e.release()
 			return true
 		}
-		select {
-		case d.sem <- struct{}{}:
-		case <-ctx.Done():
+		if !d.acquire(ctx, ep) { // the endpoint's rate limit, then a concurrency slot (ratelimit.go)
 			return false
 		}
 		if ctx.Err() != nil {
@@ -123,7 +121,7 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 		now = time.Now()
 		res := d.client.Deliver(ctx, Request{
 			URL: ep.URL, Body: t.Body, EventType: t.EventType, DeliveryID: t.DeliveryID,
-			Secrets: ep.SigningSecrets(now), Now: now,
+			Secrets: ep.SigningSecrets(now), Now: now, Headers: ep.DeliveryHeaders(),
 		})
 		d.m.inFlight.Dec()
 		<-d.sem

@@ -62,6 +62,7 @@ type Dispatcher struct {
 	stuck atomic.Pointer[endpoint.Position]
 
 	sem       chan struct{} // global bound on attempts in flight
+	limits    *limiters     // per-endpoint rate limits (ratelimit.go)
 	handoffs  *feed         // to the delay topics and <p>.dead
 	attempts  *feed         // to <p>.attempts
 	group     *kafka.ConsumerGroup
@@ -100,7 +101,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Dispatcher, e
 		return nil, err
 	}
 	d := &Dispatcher{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), m: m, client: client, store: store,
-		kafka: cfg.Kafka.Client(), sem: make(chan struct{}, cfg.Concurrency)}
+		kafka: cfg.Kafka.Client(), sem: make(chan struct{}, cfg.Concurrency), limits: newLimiters()}
 	d.runCtx, d.runCancel = context.WithCancel(context.Background())
 	d.hardStop, d.hardDone = context.WithCancel(context.Background())
 	d.handoffs = d.newFeed(d.newAsyncWriter())

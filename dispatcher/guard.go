@@ -249,48 +249,16 @@ func interfaceAddrs() (map[netip.Addr]bool, error) {
 // dial resolves addr ("host:port"), refuses the forbidden addresses, and
 // connects to an address that was checked: the name is never looked up again.
 func (g *guard) dial(addr string, timeout time.Duration) (net.Conn, error) {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	port, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: bad port: %w", addr, err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var ips []netip.Addr
-	if ip, err := netip.ParseAddr(host); err == nil {
-		ips = []netip.Addr{ip} // a literal is judged as written
-	} else {
-		ips, err = g.resolver.LookupNetIP(ctx, "ip", host)
-		if err != nil {
-			return nil, fmt.Errorf("resolve %s: %w", host, err)
-		}
-		for i := range ips {
-			ips[i] = ips[i].Unmap() // a resolver's 16-byte IPv4 is IPv4
-		}
-	}
-	var ok []netip.Addr
-	var why []string
-	for _, ip := range ips {
-		if r := g.refused(ip); r != "" {
-			why = append(why, ip.String()+" is "+r)
-			continue
-		}
-		if g.self.contains(netip.AddrPortFrom(ip.Unmap(), uint16(port)), g.isLocal) {
-			why = append(why, netip.AddrPortFrom(ip, uint16(port)).String()+" is this process's own listening address")
-			continue
-		}
-		ok = append(ok, ip)
-	}
-	if len(ok) == 0 {
-		return nil, fmt.Errorf("%w: %s resolves to %v", ErrAddressRefused, host, why)
+	targets, err := g.resolve(ctx, addr)
+	if err != nil {
+		return nil, err
 	}
 	var d net.Dialer
 	var errs []error
-	for _, ip := range ok {
-		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(ip.Unmap(), uint16(port)).String())
+	for _, t := range targets {
+		c, err := d.DialContext(ctx, "tcp", t.String())
 		if err == nil {
 			return c, nil
 		}
@@ -360,4 +328,48 @@ func (l *Listeners) contains(ap netip.AddrPort, isLocal func(netip.Addr) bool) b
 	}
 	a := ap.Addr()
 	return anyAddr && (a.IsLoopback() || a.IsUnspecified() || isLocal(a))
+}
+
+// resolve looks addr ("host:port") up and returns the addresses the guard
+// allows, in the resolver's order; an error wrapping ErrAddressRefused when
+// it allows none of them.
+func (g *guard) resolve(ctx context.Context, addr string) ([]netip.AddrPort, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: bad port: %w", addr, err)
+	}
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip} // a literal is judged as written
+	} else {
+		ips, err = g.resolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", host, err)
+		}
+		for i := range ips {
+			ips[i] = ips[i].Unmap() // a resolver's 16-byte IPv4 is IPv4
+		}
+	}
+	var ok []netip.AddrPort
+	var why []string
+	for _, ip := range ips {
+		if r := g.refused(ip); r != "" {
+			why = append(why, ip.String()+" is "+r)
+			continue
+		}
+		ap := netip.AddrPortFrom(ip.Unmap(), uint16(port))
+		if g.self.contains(ap, g.isLocal) {
+			why = append(why, netip.AddrPortFrom(ip, uint16(port)).String()+" is this process's own listening address")
+			continue
+		}
+		ok = append(ok, ap)
+	}
+	if len(ok) == 0 {
+		return nil, fmt.Errorf("%w: %s resolves to %v", ErrAddressRefused, host, why)
+	}
+	return ok, nil
 }

@@ -18,6 +18,7 @@ type metrics struct {
 	badTasks     prometheus.Counter
 	writeErrors  *prometheus.CounterVec // topic
 	staleViews   prometheus.Counter
+	rateLimited  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,8 +54,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"topic"}),
 		staleViews: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "zaits_dispatcher_stale_lookups_total", Help: "Attempts that read their endpoint before the dispatcher's view of <p>.endpoints had reached the position their task was routed with (it did not get there in 2 s, or was stuck since a wait that did not)."}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zaits_dispatcher_rate_limited_total", Help: "Times an attempt waited for its endpoint's rate limit (rate_limit)."}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.inFlight, m.lanes, m.buffered, m.refills, m.refillReads, m.retryBacklog, m.lag, m.badTasks, m.writeErrors, m.staleViews} {
+	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.inFlight, m.lanes, m.buffered, m.refills, m.refillReads, m.retryBacklog, m.lag, m.badTasks, m.writeErrors, m.staleViews, m.rateLimited} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

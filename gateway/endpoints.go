@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"github.com/zaits/webhooks/internal/endpoint"
@@ -37,6 +38,11 @@ type endpointView struct {
 	// there is one (see summaries).
 	LastDelivery *time.Time `json:"last_delivery"`
 	SuccessRate  *float64   `json:"success_rate"`
+	// Delivery options (options.go): header values masked, filter and
+	// rate_limit null when not set.
+	Headers   map[string]string `json:"headers"`
+	Filter    json.RawMessage   `json:"filter"`
+	RateLimit *int              `json:"rate_limit"`
 }
 
 func viewOf(e *endpoint.Entry) endpointView {
@@ -48,6 +54,7 @@ func viewOf(e *endpoint.Entry) endpointView {
 		reason := e.DisabledReason
 		v.DisabledReason, v.DisabledAt = &reason, e.DisabledAt
 	}
+	withOptions(&v, e)
 	return v
 }
 
@@ -124,7 +131,7 @@ func (g *Gateway) createEndpoint(ctx *fasthttp.RequestCtx, account string) {
 	in.applyTo(&ep) // decodeEndpoint required url and events for a create
 	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	e, secret, err := g.store.Create(wctx, ep)
+	e, secret, err := g.store.Create(wctx, ep, in.Headers...)
 	if err != nil {
 		g.storeError(ctx, "", err)
 		return
@@ -207,6 +214,9 @@ func (g *Gateway) updateEndpoint(ctx *fasthttp.RequestCtx, account string) {
 	defer cancel()
 	e, err := g.store.Update(wctx, account, id, version, func(ep *schemas.Endpoint) error {
 		in.applyTo(ep)
+		if in.HeadersSet {
+			ep.Headers = g.store.SealHeaders(ep.ID, in.Headers)
+		}
 		return nil
 	})
 	if err != nil {

@@ -231,6 +231,15 @@ func TestReplayBackfillsAnEndpointCreatedAfterTheEvents(t *testing.T) {
 		t.Fatalf("a backfilled ocr delivery: %s", r.body)
 	}
 
+	// A replay honours the endpoint's filter as it is now: 10 of the 100.
+	want(t, call(t, s.g, keyA, "PUT", "/v1/webhooks/endpoints/"+id, `{"filter": {"data.n": {"$lt": 10}}}`), 200, "")
+	r = call(t, s.g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/replay", fmt.Sprintf(`{"since": %q, "event_types": ["document.signed"]}`, start.Format(time.RFC3339)))
+	want(t, r, 202, "")
+	if j := s.job(id, r.data()["id"].(string), 60*time.Second); j["counts"].(map[string]any)["sent"] != 10.0 {
+		t.Fatalf("filtered replay: %v", j)
+	}
+	want(t, call(t, s.g, keyA, "PUT", "/v1/webhooks/endpoints/"+id, `{"filter": null}`), 200, "")
+
 	// Bad input: clear 4xx naming the field.
 	bad := func(body string, status int, code, field string) {
 		t.Helper()

@@ -62,7 +62,8 @@ func invalid(details ...schemas.FieldIssue) *requestError {
 }
 
 // endpointInput is the body of create and update: every field optional at
-// the decoding level; nil means "not given" (JSON null counts as not given).
+// the decoding level; nil means "not given" (JSON null counts as not given,
+// except for the options).
 type endpointInput struct {
 	URL         *string
 	Events      []string
@@ -70,6 +71,9 @@ type endpointInput struct {
 	Description *string
 	Active      *bool
 	Ordering    *string
+
+	// Headers, filter, rate_limit (options.go); JSON null removes them.
+	endpointOptions
 }
 
 // applyTo sets the fields given in the input on ep (create and update).
@@ -94,6 +98,7 @@ func (in *endpointInput) applyTo(ep *schemas.Endpoint) {
 	if in.Ordering != nil {
 		ep.Ordering = *in.Ordering
 	}
+	in.endpointOptions.applyTo(ep)
 }
 
 // urlPolicy is what the deployment allows in endpoint URLs.
@@ -191,7 +196,7 @@ func field[T any](obj map[string]json.RawMessage, name, want string, dst *T, iss
 // decodeEndpoint decodes and validates a create (create=true) or update body.
 func decodeEndpoint(body []byte, create bool, pol urlPolicy) (endpointInput, *requestError) {
 	var in endpointInput
-	obj, rerr := decodeObject(body, "url", "events", "description", "active", "ordering")
+	obj, rerr := decodeObject(body, append([]string{"url", "events", "description", "active", "ordering"}, optionFields...)...)
 	if rerr != nil {
 		return in, rerr
 	}
@@ -213,6 +218,7 @@ func decodeEndpoint(body []byte, create bool, pol urlPolicy) (endpointInput, *re
 	if field(obj, "ordering", `"default" or "strict"`, &o, &issues) {
 		in.Ordering = &o
 	}
+	decodeOptions(obj, &in.endpointOptions, &issues)
 	if len(issues) > 0 {
 		return in, invalid(issues...)
 	}
@@ -238,7 +244,7 @@ func decodeEndpoint(body []byte, create bool, pol urlPolicy) (endpointInput, *re
 		issues = append(issues, schemas.FieldIssue{Field: "ordering", Issue: `must be "default" or "strict"`})
 	}
 	if !create && len(obj) == 0 {
-		issues = append(issues, schemas.FieldIssue{Field: "body", Issue: "must change at least one of url, events, description, active, ordering"})
+		issues = append(issues, schemas.FieldIssue{Field: "body", Issue: "must change at least one of url, events, description, active, ordering, headers, filter, rate_limit"})
 	}
 	if len(issues) > 0 {
 		return in, invalid(issues...)

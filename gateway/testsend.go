@@ -86,7 +86,7 @@ func (g *Gateway) sendTest(e *endpoint.Entry, eventType string) (testResult, err
 	deliveryID := schemas.DeliveryID(eventID, e.ID)
 	r := g.delivery.Deliver(ctx, dispatcher.Request{
 		URL: e.URL, Body: body, EventType: eventType, DeliveryID: deliveryID,
-		Secrets: e.SigningSecrets(now), Now: now,
+		Secrets: e.SigningSecrets(now), Now: now, Headers: e.DeliveryHeaders(),
 	})
 	out := testResult{
 		TestSent: r.Status > 0, ResponseTime: r.Latency.Milliseconds(), ResponseBody: r.Excerpt,

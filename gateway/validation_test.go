@@ -13,12 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/internal/testenv"
+	"github.com/zaits/webhooks/schemas"
 )
 
 // Every validation case of the management API, against a running gateway
@@ -162,6 +164,8 @@ func FuzzDecodeEndpoint(f *testing.F) {
 		`{"url": null, "events": null, "description": null, "active": null}`,
 		`{"url": "http://[::1]:80/#x", "events": ["a.*"], "zzz": 1}`,
 		`[1, 2]`, `{"url": "https://x`, ``,
+		`{"url": "https://a.example.com", "events": ["*"], "headers": {"Authorization": "Bearer x", "x-zaits-event": "y"}, "filter": {"data.amount": {"$gte": 100}}, "rate_limit": 5}`,
+		`{"headers": {"X-A": "1", "x-a": "2\r\n"}, "filter": {"$or": [{"type": {"$in": ["a", 1]}}, {"$not": {"data.x": null}}]}, "rate_limit": 10001}`,
 	} {
 		f.Add([]byte(s), false, false)
 	}
@@ -193,6 +197,24 @@ func FuzzDecodeEndpoint(f *testing.F) {
 			if in.Description != nil && len([]rune(*in.Description)) > MaxDescriptionLength {
 				t.Fatalf("accepted description of %d characters", len([]rune(*in.Description)))
 			}
+			if len(in.Headers) > schemas.MaxEndpointHeaders {
+				t.Fatalf("accepted %d headers", len(in.Headers))
+			}
+			names := map[string]bool{}
+			for _, h := range in.Headers {
+				if !schemas.HeaderToken(h.Name) || schemas.ReservedHeader(h.Name) || names[strings.ToLower(h.Name)] || checkHeaderValue(h.Value) != "" {
+					t.Fatalf("accepted header %q: %q", h.Name, h.Value)
+				}
+				names[strings.ToLower(h.Name)] = true
+			}
+			if in.Filter != nil {
+				if _, err := schemas.CompileFilter(in.Filter); err != nil || len(in.Filter) > schemas.MaxFilterBytes {
+					t.Fatalf("accepted filter %q: %v", in.Filter, err)
+				}
+			}
+			if in.RateLimit < 0 || in.RateLimit > schemas.MaxRateLimit || (in.RateLimit == 0) != (!in.RateLimitSet || nullValue(rawField(body, "rate_limit"))) {
+				t.Fatalf("accepted rate limit %d from %q", in.RateLimit, body)
+			}
 		}
 		et, rerr := decodeTest(body)
 		check(rerr)
@@ -200,6 +222,13 @@ func FuzzDecodeEndpoint(f *testing.F) {
 			t.Fatalf("test accepted without an event type: %q", body)
 		}
 	})
+}
+
+// rawField is the raw value of a top-level field of a JSON object body.
+func rawField(body []byte, name string) json.RawMessage {
+	var obj map[string]json.RawMessage
+	json.Unmarshal(body, &obj) //nolint:errcheck
+	return obj[name]
 }
 
 // A body over the server's own limit (8 MiB, for event batches) is refused

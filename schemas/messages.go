@@ -346,6 +346,14 @@ type Endpoint struct {
 	// endpoint failing for days counts from it, so a re-enabled endpoint
 	// gets the whole period again.
 	ActivatedAt *time.Time `json:"activated_at,omitempty"`
+	// Headers are static request headers sent with every delivery, in
+	// name order, their values encrypted like the secrets (endpoint_options.go).
+	Headers []EndpointHeader `json:"headers,omitempty"`
+	// Filter is the compact JSON of the endpoint's filter (filter.go);
+	// empty: every subscribed event.
+	Filter json.RawMessage `json:"filter,omitempty"`
+	// RateLimit is the endpoint's deliveries per second (1–10,000); 0: no limit.
+	RateLimit int `json:"rate_limit,omitempty"`
 }
 
 // Reasons the system disables an endpoint (Endpoint.DisabledReason).

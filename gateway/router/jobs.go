@@ -10,6 +10,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/time/rate"
 
+	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/eventlog"
 	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
@@ -203,18 +204,19 @@ func (run *jobRun) waitOn(ctx context.Context, backoff *retry.Backoff, what stri
 // endpoint is the job's endpoint as it is now; an error ends the job when
 // it was deleted (a disabled one still gets its tasks: they are recorded
 // endpoint_inactive, not sent).
-func (run *jobRun) endpoint() (subscriptions []string, err error) {
+func (run *jobRun) endpoint() (*endpoint.Entry, error) {
 	e, ok := run.r.store.Get(run.job.EndpointID)
 	if !ok || e.AccountID != run.job.AccountID {
 		return nil, errors.New("the endpoint was deleted")
 	}
-	return e.Events, nil
+	return e, nil
 }
 
 // replay delivers the account's events of [Since, Until) on its partition
 // of <p>.events that match the job's types (or the endpoint's
-// subscriptions), in event order, as the live router would have: the same
-// delivery ids and bodies, attempts numbered after those recorded.
+// subscriptions) and the endpoint's filter as it is now, in event order, as
+// the live router would have: the same delivery ids and bodies, attempts
+// numbered after those recorded.
 func (run *jobRun) replay(ctx context.Context) error {
 	r, job := run.r, &run.job
 	if r.history == nil {
@@ -229,10 +231,11 @@ func (run *jobRun) replay(ctx context.Context) error {
 		}
 	}
 	for job.Cursor.Offset < job.Cursor.End {
-		subs, err := run.endpoint()
+		e, err := run.endpoint()
 		if err != nil {
 			return err
 		}
+		subs, filter := e.Events, e.CompiledFilter()
 		if len(job.EventTypes) > 0 {
 			subs = job.EventTypes
 		}
@@ -255,6 +258,7 @@ func (run *jobRun) replay(ctx context.Context) error {
 		job.Error = ""
 		var events []schemas.Event
 		var from []*eventlog.Record
+		var fe schemas.FilterEvent
 		next := job.Cursor.Offset
 		for i := range recs {
 			rec := &recs[i]
@@ -266,6 +270,12 @@ func (run *jobRun) replay(ctx context.Context) error {
 			ev, reason, _ := r.evlog.Decode(rec)
 			if reason != "" || ev.AccountID != job.AccountID || rec.Time.Before(job.Since) || !matchesAny(subs, ev.Type) {
 				continue
+			}
+			if filter != nil {
+				fe.Reset(&ev)
+				if !filter.Match(&fe) {
+					continue
+				}
 			}
 			events, from = append(events, ev), append(from, rec)
 		}

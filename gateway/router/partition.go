@@ -68,6 +68,7 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 
 	var out []kafka.Message
 	var subs []*endpoint.Entry
+	var fe schemas.FilterEvent // the event as endpoint filters see it (filter.go)
 	for b := range batches {
 		out = out[:0]
 		target, staleErr := r.awaitView(ctx, &b)
@@ -91,6 +92,7 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 				viaHTTP++
 			}
 			subs = r.store.Subscribed(subs[:0], ev.AccountID, ev.Type)
+			subs = matching(subs, &ev, &fe)
 			r.m.perEvent.Observe(float64(len(subs)))
 			routed++
 			if len(subs) == 0 {

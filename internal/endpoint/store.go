@@ -68,6 +68,7 @@ type Entry struct {
 	schemas.Endpoint
 	revision string   // of the record that produced this entry
 	secrets  []secret // newest first
+	options           // decrypted headers, compiled filter (options.go)
 }
 
 type secret struct {
@@ -318,6 +319,7 @@ func (s *Store) apply(m kafka.Message) {
 		}
 		e.secrets = append(e.secrets, secret{key: key, expires: exp})
 	}
+	e.options = s.openOptions(&ep)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -449,10 +451,13 @@ func (s *Store) cacheOf(account string) *accountCache {
 
 // Create stores a new endpoint for ep.AccountID with a fresh id and secret;
 // it returns the entry and the secret in clear (shown to the client once).
-// ep's URL, Events, Description, Active and Ordering are taken as given.
-func (s *Store) Create(ctx context.Context, ep schemas.Endpoint) (*Entry, string, error) {
+// ep's URL, Events, Description, Active, Ordering, Filter and RateLimit are
+// taken as given; headers are its static headers in clear, sealed for the
+// new id.
+func (s *Store) Create(ctx context.Context, ep schemas.Endpoint, headers ...Header) (*Entry, string, error) {
 	now := time.Now().UTC().Truncate(time.Second)
 	ep.ID = NewID()
+	ep.Headers = s.SealHeaders(ep.ID, headers)
 	ep.Version = 1
 	ep.CreatedAt, ep.UpdatedAt = now, now
 	if ep.Ordering == "" {
@@ -484,6 +489,7 @@ func (s *Store) Update(ctx context.Context, account, id string, expectedVersion 
 	next := cur.Endpoint
 	next.Events = append([]string(nil), cur.Events...)
 	next.Secrets = append([]schemas.Secret(nil), cur.Secrets...)
+	next.Headers = append([]schemas.EndpointHeader(nil), cur.Headers...)
 	if err := change(&next); err != nil {
 		return nil, err
 	}
