@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
 
 export ZAITS_STATE_DIR := $(STATE)
 
-.PHONY: run test stop stack build lint tools chdb bench
+.PHONY: run test stop stack cluster build lint tools chdb bench
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground;
 ## Ctrl-C stops the system and the servers this run started
@@ -26,13 +26,18 @@ test: tools stack chdb lint
 	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoint -fuzztime 5s ./gateway
 	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 5s ./gateway
 
-## stop: stop the Kafka and ClickHouse processes the scripts started
+## stop: stop the Kafka (single node and cluster) and ClickHouse processes the scripts started
 stop:
 	$(STACK) stop
 
-## stack: start Kafka and ClickHouse (idempotent)
+## stack: start Kafka and ClickHouse (idempotent); ZAITS_KAFKA_NODES=3 starts the 3-node cluster instead
 stack:
 	$(STACK) start
+
+## cluster: start a 3-node Kafka KRaft cluster on 127.0.0.1:19092-19094 (controllers 19192-19194,
+## replication factor 3, min.insync.replicas 2), next to the single broker on 9092 (idempotent)
+cluster:
+	ZAITS_KAFKA_NODES=3 deploy/local/kafka.sh start
 
 ## build: build the zaits binary into .state/bin
 build: tools
