@@ -67,6 +67,11 @@ type lane struct {
 	parkedAt time.Time // when the last refill stopped with the lane full
 }
 
+// maxFetchBackoff bounds the pause between failed fetches: once Kafka has
+// moved a dead broker's partitions to a new leader the reader finds it at
+// its next try, and a longer pause would only add to the stall.
+const maxFetchBackoff = time.Second
+
 // refillIdle is how long a lane's refill reader may wait for the lane to
 // work through its queue; a slower lane (a hanging endpoint) closes it and
 // opens a new one when it is ready, so slow lanes hold no connections.
@@ -165,7 +170,7 @@ func (p *partition) read(ctx context.Context, r *kafka.Reader) {
 			if !sleep(ctx, backoff) {
 				return
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			backoff = min(2*backoff, maxFetchBackoff)
 			continue
 		}
 		backoff = 100 * time.Millisecond
@@ -362,7 +367,7 @@ func (p *partition) refill(l *lane) bool {
 				if !sleep(p.stopping, backoff) {
 					return false
 				}
-				backoff = min(2*backoff, 5*time.Second)
+				backoff = min(2*backoff, maxFetchBackoff)
 				continue
 			}
 			backoff = 100 * time.Millisecond

@@ -191,9 +191,8 @@ func (f *fanout) abort() {
 
 func (f *fanout) run(ctx context.Context) {
 	defer close(f.done)
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+	cg, err := f.kafka.NewGroup(kafka.ConsumerGroupConfig{
 		ID:                f.group,
-		Brokers:           f.kafka.BrokerList(),
 		Topics:            []string{f.events},
 		Dialer:            &kafka.Dialer{Timeout: f.kafka.DialTimeout, ClientID: "zaits-router"},
 		SessionTimeout:    f.cfg.SessionTimeout,
@@ -202,7 +201,7 @@ func (f *fanout) run(ctx context.Context) {
 		JoinGroupBackoff:  time.Second,
 		StartOffset:       kafka.FirstOffset,
 		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { f.log.Debug("router group: " + fmt.Sprintf(msg, args...)) }),
-	})
+	}, f.log)
 	if err != nil { // only a configuration error
 		f.log.Error("router cannot start", "err", err)
 		return
@@ -661,8 +660,10 @@ func readBytes(b kafka.Bytes) ([]byte, error) {
 	return out, err
 }
 
+// backoff is at most 1 s: a broker failure is over for Kafka once the
+// controller fenced the broker, and waiting longer only adds to the stall.
 func backoff(attempt int) time.Duration {
-	return min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)
+	return min(100*time.Millisecond<<min(attempt, 6), time.Second)
 }
 
 // sleep waits d or until ctx ends; false when ctx ended.
