@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
 
 export ZAITS_STATE_DIR := $(STATE)
 
-.PHONY: run test stop stack cluster build lint tools chdb bench
+.PHONY: run test stop stack cluster build lint tools chdb bench chaos
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground;
 ## Ctrl-C stops the system and the servers this run started
@@ -49,6 +49,13 @@ build: tools
 bench: build stack
 	$(GO) build -o $(STATE)/bin/zaits-bench ./bench/cmd/zaits-bench
 	$(STATE)/bin/zaits-bench $(BENCH_FLAGS)
+
+## chaos: the chaos matrix (bench/chaos) on the 3-node cluster: under load, kills a broker, the active
+## controller, one of two dispatchers / gateways (routers), analytics, stops ClickHouse; writes
+## bench/results/<time>-chaos/ (report.md, results.json, logs); CHAOS_FLAGS=... adds flags
+chaos: build cluster
+	$(GO) build -o $(STATE)/bin/zaits-chaos ./bench/cmd/zaits-chaos
+	$(STATE)/bin/zaits-chaos -chaos.zaits-bin=$(BIN) $(CHAOS_FLAGS)
 
 ## lint: gofmt check, go vet, staticcheck
 lint: tools

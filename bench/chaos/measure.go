@@ -113,3 +113,40 @@ func longestEndpointGap(as []receiver.Arrival, fault, end time.Time) (float64, s
 	}
 	return worst, name
 }
+
+// MissingRange is a run of consecutive sequence numbers accepted but not
+// delivered to the same number of endpoints.
+type MissingRange struct {
+	From      int64 `json:"from"`
+	To        int64 `json:"to"`
+	Endpoints int   `json:"endpoints"` // how many endpoints miss each of them
+}
+
+// missingRanges lists the accepted events that did not arrive everywhere,
+// as ranges of sequence numbers (at most 20), to tell a lost event (missing
+// at every endpoint: not routed) from lost deliveries (missing at some).
+func missingRanges(as []receiver.Arrival) []MissingRange {
+	missing := map[int64]int{}
+	for _, a := range as {
+		if !a.Accepted.IsZero() && a.Arrived.IsZero() {
+			missing[a.Seq]++
+		}
+	}
+	seqs := make([]int64, 0, len(missing))
+	for s := range missing {
+		seqs = append(seqs, s)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	var out []MissingRange
+	for _, s := range seqs {
+		if n := len(out); n > 0 && out[n-1].To == s-1 && out[n-1].Endpoints == missing[s] {
+			out[n-1].To = s
+			continue
+		}
+		if len(out) == 20 {
+			break
+		}
+		out = append(out, MissingRange{From: s, To: s, Endpoints: missing[s]})
+	}
+	return out
+}

@@ -48,3 +48,29 @@ func TestLatencyDuring(t *testing.T) {
 		t.Fatalf("latencyDuring = p50 %v p99 %v max %v n %d, want 26, 50, 50, 50", p50, p99, mx, n)
 	}
 }
+
+func TestMissingRanges(t *testing.T) {
+	acc := time.Unix(3000, 0)
+	var as []receiver.Arrival
+	add := func(ep string, seq int64, arrived bool) {
+		a := receiver.Arrival{Endpoint: ep, Seq: seq, Accepted: acc}
+		if arrived {
+			a.Arrived = acc.Add(time.Second)
+		}
+		as = append(as, a)
+	}
+	for seq := int64(1); seq <= 10; seq++ {
+		add("e0", seq, seq < 4 || seq > 6) // 4-6 missing at e0
+		add("e1", seq, seq < 4 || seq > 7) // 4-7 missing at e1
+	}
+	got := missingRanges(as)
+	want := []MissingRange{{From: 4, To: 6, Endpoints: 2}, {From: 7, To: 7, Endpoints: 1}}
+	if len(got) != len(want) {
+		t.Fatalf("missingRanges = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("missingRanges = %+v, want %+v", got, want)
+		}
+	}
+}

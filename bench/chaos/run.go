@@ -298,6 +298,8 @@ type Result struct {
 	Readyz map[string][]ReadyAt `json:"readyz"`
 	// Problems lists what failed the run (losses, a stall beyond the target…).
 	Problems []string `json:"problems,omitempty"`
+	// Missing lists the sequence numbers accepted but not delivered everywhere (first 20 ranges).
+	Missing []MissingRange `json:"missing,omitempty"`
 	// DrainSeconds is how long the last deliveries took to arrive after publishing stopped.
 	DrainSeconds float64 `json:"drain_seconds"`
 	// Log is the zaits log file of the run.
@@ -379,7 +381,7 @@ func runCase(ctx context.Context, cfg *Config, cluster *Cluster, ch *ClickHouse,
 	names := make([]string, cfg.Endpoints)
 	for i := range names {
 		names[i] = fmt.Sprintf("e%d", i)
-		id, secret, err := scenario.CreateEndpoint(ctx, target, rcv.URL(names[i]), "zaits-chaos "+runID)
+		id, secret, err := createEndpoint(ctx, target, rcv.URL(names[i]), "zaits-chaos "+runID)
 		if err != nil {
 			return nil, err
 		}
@@ -479,6 +481,7 @@ func runCase(ctx context.Context, cfg *Config, cluster *Cluster, ch *ClickHouse,
 	res.IngestionStall = longestGap(st.Acks, res.FaultAt, downEnd)
 	res.DeliveryStall = longestGap(firstArrivals(arrivals), res.FaultAt, downEnd)
 	res.EndpointStall, res.EndpointStallName = longestEndpointGap(arrivals, res.FaultAt, downEnd)
+	res.Missing = missingRanges(arrivals)
 	acceptedMu.Lock()
 	res.FaultSecond = int(res.FaultAt.Sub(loadStart) / time.Second)
 	res.AcceptedPerS = perSecond(acceptedAt, loadStart, time.Now())
@@ -486,7 +489,7 @@ func runCase(ctx context.Context, cfg *Config, cluster *Cluster, ch *ClickHouse,
 	res.ArrivedPerS = perSecond(firstArrivals(arrivals), loadStart, time.Now())
 	res.FailoverP50, res.FailoverP99, res.FailoverMax, res.FailoverN = latencyDuring(arrivals, res.FaultAt, downEnd)
 	// The delivery history: every distinct delivery has its success row.
-	hctx, cancel := context.WithTimeout(ctx, cfg.Drain)
+	hctx, cancel := context.WithTimeout(ctx, 3*cfg.Drain)
 	rows, herr := waitHistory(hctx, ch.Addr, fl.DB, fl.Account, rp.Delivered)
 	cancel()
 	res.HistoryRows, res.HistoryMissing = rows, max(rp.Delivered-rows, 0)
@@ -536,6 +539,20 @@ func runCase(ctx context.Context, cfg *Config, cluster *Cluster, ch *ClickHouse,
 		}
 	}
 	return res, nil
+}
+
+// createEndpoint creates an endpoint, retrying for up to a minute: a
+// gateway that just started may answer 503 for a moment, and a client retries.
+func createEndpoint(ctx context.Context, t *suite.Target, url, description string) (id, secret string, err error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if id, secret, err = scenario.CreateEndpoint(ctx, t, url, description); err == nil {
+			return id, secret, nil
+		}
+		if time.Now().After(deadline) || !sleep(ctx, 500*time.Millisecond) {
+			return "", "", err
+		}
+	}
 }
 
 // stallFloor is the longest gap that does not count as a stall.

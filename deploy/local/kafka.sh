@@ -102,6 +102,20 @@ message.max.bytes=8388608
 num.network.threads=2
 num.io.threads=4
 PROPS
+  if [ "$NODES" -gt 1 ]; then
+    # A killed broker keeps every partition it led, and stays in every ISR
+    # (acks=all writes wait for it), until the controller fences it when its
+    # session times out (default 9 s after its last heartbeat; after a
+    # controller failover the new controller starts that clock afresh, so
+    # election + 9 s). 6 s with a heartbeat a second keeps ingestion and
+    # delivery within 15 s of a kill of the active controller on a loaded
+    # 2-core machine (measured: deploy/chaos/FINDINGS.md); six missed
+    # heartbeats still fence no live broker.
+    cat >> "$dir/server.properties" <<PROPS
+broker.session.timeout.ms=6000
+broker.heartbeat.interval.ms=1000
+PROPS
+  fi
 }
 
 classpath() { echo "$LIBS/*"; }

@@ -26,7 +26,7 @@ import (
 // session timeout (19–20 s on Kafka's defaults). Group remembers the member
 // id of its last generation and, once kafka-go has reported that it gave
 // the id up, removes that member itself (LeaveGroup through the admin
-// client, retried until a coordinator answers), so the rebalance completes
+// client, retried until the coordinator shows it gone), so the rebalance completes
 // as soon as the new coordinator serves the group. See
 // deploy/chaos/FINDINGS.md.
 type Group struct {
@@ -86,13 +86,14 @@ func (g *Group) Next(ctx context.Context) (*kafka.Generation, error) {
 
 // evict removes member from the group: it asks the coordinator to remove
 // it every 250 ms until the coordinator's description of the group shows
-// it gone, for at most twice the session timeout (by then the coordinator
-// has expired the member by itself). A LeaveGroup answered while a new
+// it gone, for at most evictFor (a coordinator that takes over loads the
+// group and starts the member's session only once it serves the group; on
+// a busy cluster that took 20 s). A LeaveGroup answered while a new
 // coordinator takes the group over can report success without effect
 // (seen on Kafka 4.4: answered 10 ms before the coordinator logged loading
 // the group, which then still held the member), hence the check.
 func (g *Group) evict(member string) {
-	deadline := time.Now().Add(2 * g.session)
+	deadline := time.Now().Add(max(evictFor, 2*g.session))
 	start := time.Now()
 	var last error
 	for attempt := 1; time.Now().Before(deadline); attempt++ {
@@ -143,6 +144,9 @@ func (g *Group) gone(ctx context.Context, member string) (bool, error) {
 	}
 	return true, nil
 }
+
+// evictFor bounds the attempts to remove a previous member.
+const evictFor = 2 * time.Minute
 
 // Close leaves the group (kafka.ConsumerGroup.Close) and stops evictions in progress.
 func (g *Group) Close() error {
