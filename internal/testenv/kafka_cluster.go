@@ -93,7 +93,18 @@ func (c *KafkaCluster) Coordinator(group string) int {
 	return node
 }
 
-func (c *KafkaCluster) run(args ...string) {
+// QuorumLeader returns the node leading the controller quorum (the active controller).
+func (c *KafkaCluster) QuorumLeader() int {
+	c.t.Helper()
+	out := c.run("quorum-leader")
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		c.t.Fatalf("kafka.sh quorum-leader: %q: %v", out, err)
+	}
+	return n
+}
+
+func (c *KafkaCluster) run(args ...string) string {
 	c.t.Helper()
 	cmd := exec.Command(c.stack, args...)
 	cmd.Env = c.env
@@ -101,4 +112,5 @@ func (c *KafkaCluster) run(args ...string) {
 	if err != nil {
 		c.t.Fatalf("kafka.sh %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+	return string(out)
 }
