@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
 
 export ZAITS_STATE_DIR := $(STATE)
 
-.PHONY: run test stop stack cluster build lint tools chdb bench chaos
+.PHONY: run test stop stack cluster build lint fuzz tools chdb chromium verifiers bench chaos deploy-check
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground;
 ## Ctrl-C stops the system and the servers this run started
@@ -21,10 +21,19 @@ run: build
 
 ## test: start the stack if needed, then lint (gofmt, go vet, staticcheck: CI enforces it) and
 ## every test, integration tests included
-test: tools stack chdb lint
+test: tools stack chdb chromium verifiers lint
+	deploy/check.sh
 	$(GO) test $(TEST_FLAGS) ./...
-	$(GO) test -run '^$$' -fuzz FuzzDecodeEndpoint -fuzztime 5s ./gateway
-	$(GO) test -run '^$$' -fuzz FuzzAPI -fuzztime 5s ./gateway
+	$(MAKE) --no-print-directory fuzz
+
+## fuzz: every fuzz target of the module (each `func FuzzX` in a _test.go file), FUZZTIME each
+FUZZTIME ?= 5s
+fuzz:
+	@git grep -n '^func Fuzz[A-Za-z0-9_]*(' -- '*_test.go' | sed -E 's|^(.*)/[^/]*_test.go:[0-9]+:func (Fuzz[A-Za-z0-9_]*)\(.*|./\1 \2|' | sort -u | \
+	while read -r pkg name; do \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null || exit 1; \
+	done
 
 ## stop: stop the Kafka (single node and cluster) and ClickHouse processes the scripts started
 stop:
@@ -57,6 +66,14 @@ chaos: build cluster
 	$(GO) build -o $(STATE)/bin/zaits-chaos ./bench/cmd/zaits-chaos
 	$(STATE)/bin/zaits-chaos -chaos.zaits-bin=$(BIN) $(CHAOS_FLAGS)
 
+## deploy-check: install the deployment checkers (Debian prometheus and docker-compose,
+## kubernetes-validate in .state/, helm from the module proxy), check deploy/ statically (promtool,
+## helm lint + template | kubernetes-validate, docker-compose config), then the Go test that runs a
+## real Prometheus against a running zaits and queries every alert and dashboard expression
+deploy-check: tools stack
+	deploy/check.sh
+	$(GO) test $(TEST_FLAGS) ./deploy/
+
 ## lint: gofmt check, go vet, staticcheck
 lint: tools
 	@out=$$("$$($(GO) env GOROOT)/bin/gofmt" -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -70,6 +87,14 @@ $(STATE)/venv/.chdb-core-26.9.0:
 	python3 -m venv $(STATE)/venv
 	$(STATE)/venv/bin/pip install --quiet --disable-pip-version-check chdb-core==26.9.0
 	touch $@
+
+## verifiers: node, python3 and php for the seed's signature snippets (gateway/rotation_test.go)
+verifiers:
+	@deploy/local/verifiers.sh
+
+## chromium: Debian's Chromium for the console's browser tests (gateway/console)
+chromium:
+	@deploy/local/chromium.sh
 
 tools:
 	@deploy/local/toolchain.sh

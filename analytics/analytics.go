@@ -15,6 +15,7 @@ import (
 
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/ops"
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -35,7 +36,8 @@ type Analytics struct {
 
 // New builds the component and opens (lazily) the ClickHouse connection pool.
 func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Analytics, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	ch, err := Open(cfg, "default")
@@ -68,6 +70,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Analytics, er
 // Open connects to ClickHouse over the native protocol (the HTTP transport
 // does not work with the 18.16 server CI runs). db names the default database.
 func Open(cfg Config, db string) (driver.Conn, error) {
+	cfg = cfg.WithDefaults()
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:        []string{cfg.ClickHouseAddr},
 		Auth:        clickhouse.Auth{Database: db, Username: cfg.ClickHouseUser, Password: string(cfg.ClickHousePassword)},
@@ -107,18 +110,18 @@ func (a *Analytics) Start(ctx context.Context) error {
 
 // migrate applies the migrations, retrying with backoff; false when ctx ended first.
 func (a *Analytics) migrate(ctx context.Context) bool {
-	backoff := 200 * time.Millisecond
+	backoff := retry.Backoff{Min: 200 * time.Millisecond}
 	for {
 		err := Migrate(ctx, a.ch, a.cfg.ClickHouseDatabase, a.cfg.RetentionDays(), a.log)
 		if err == nil {
 			a.migrated.Store(true)
 			return true
 		}
-		a.log.Warn("clickhouse migrations failed, retrying", "err", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		wait := backoff.Next()
+		a.log.Warn("clickhouse migrations failed, retrying", "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
 			return false
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
@@ -132,7 +135,7 @@ func (a *Analytics) retain(ctx context.Context) {
 		if len(dropped) > 0 {
 			a.log.Info("retention: dropped expired partitions", "partitions", dropped, "retention", a.cfg.Retention)
 		}
-		if !sleep(ctx, a.cfg.RetentionCheck) {
+		if !retry.Sleep(ctx, a.cfg.RetentionCheck) {
 			return
 		}
 	}

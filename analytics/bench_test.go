@@ -36,7 +36,7 @@ func BenchmarkInsert(b *testing.B) {
 			schemas.OutcomeRetrying, 500, int64(i%3000), now)
 		values[i], _ = json.Marshal(a)
 	}
-	w := &writer{conn: conn, insert: inDB(sqlInsertAttempts, db)}
+	w := &writer{conn: conn, insert: sqlInsertAttempts.in(db)}
 	var c columns
 	b.ResetTimer()
 	start := time.Now()

@@ -12,8 +12,9 @@ import (
 	"github.com/zaits/webhooks/internal/flagenv"
 )
 
-// Config is the analytics component's configuration. RegisterFlags sets the
-// documented defaults; Kafka is filled by the caller from the kafka.* flags.
+// Config is the analytics component's configuration. A zero field means its
+// documented default (WithDefaults is the one place they are written);
+// Kafka is filled by the caller from the kafka.* flags.
 type Config struct {
 	Kafka *broker.Config
 
@@ -59,26 +60,46 @@ func (c *Config) RetentionDays() int {
 	return int((c.Retention + 24*time.Hour - 1) / (24 * time.Hour))
 }
 
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	c.Kafka = broker.Defaulted(c.Kafka)
+	flagenv.Default(&c.OpsListen, "127.0.0.1:9103")
+	flagenv.Default(&c.ClickHouseAddr, "127.0.0.1:9000")
+	flagenv.Default(&c.ClickHouseDatabase, "zaits")
+	flagenv.Default(&c.ClickHouseUser, "default")
+	flagenv.Default(&c.ClickHouseDialTimeout, 3*time.Second)
+	flagenv.Default(&c.BatchRows, 50000)
+	flagenv.Default(&c.BatchInterval, time.Second)
+	flagenv.Default(&c.Retention, 30*24*time.Hour)
+	flagenv.Default(&c.RetentionCheck, time.Hour)
+	flagenv.Default(&c.SuccessRateWindow, 7*24*time.Hour)
+	return c
+}
+
 // RegisterFlags registers the analytics.* and clickhouse.* flags with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.OpsListen, "analytics.ops-listen", "127.0.0.1:9103", "address of the analytics /metrics, /healthz and /readyz")
-	fs.StringVar(&c.ClickHouseAddr, "clickhouse.addr", "127.0.0.1:9000", "ClickHouse native protocol address")
-	fs.StringVar(&c.ClickHouseDatabase, "clickhouse.database", "zaits", "ClickHouse database (created if missing)")
-	fs.StringVar(&c.ClickHouseUser, "clickhouse.user", "default", "ClickHouse user")
+	d := Config{}.WithDefaults()
+	fs.StringVar(&c.OpsListen, "analytics.ops-listen", d.OpsListen, "address of the analytics /metrics, /healthz and /readyz")
+	fs.StringVar(&c.ClickHouseAddr, "clickhouse.addr", d.ClickHouseAddr, "ClickHouse native protocol address")
+	fs.StringVar(&c.ClickHouseDatabase, "clickhouse.database", d.ClickHouseDatabase, "ClickHouse database (created if missing)")
+	fs.StringVar(&c.ClickHouseUser, "clickhouse.user", d.ClickHouseUser, "ClickHouse user")
 	fs.Var(&c.ClickHousePassword, "clickhouse.password", "ClickHouse password")
-	fs.DurationVar(&c.ClickHouseDialTimeout, "clickhouse.dial-timeout", 3*time.Second, "timeout for connecting to ClickHouse")
+	fs.DurationVar(&c.ClickHouseDialTimeout, "clickhouse.dial-timeout", d.ClickHouseDialTimeout, "timeout for connecting to ClickHouse")
 	fs.StringVar(&c.Group, "analytics.group", "", "Kafka consumer group over <prefix>.attempts (default <prefix>.analytics)")
-	fs.IntVar(&c.BatchRows, "analytics.batch-rows", 50000, "attempt records per ClickHouse insert, at most")
-	fs.DurationVar(&c.BatchInterval, "analytics.batch-interval", time.Second, "longest wait before a non-empty batch is inserted")
-	fs.DurationVar(&c.Retention, "analytics.retention", 30*24*time.Hour, "how long delivery attempts are kept in ClickHouse")
-	fs.DurationVar(&c.RetentionCheck, "analytics.retention-check", time.Hour, "how often expired monthly partitions are dropped")
-	fs.DurationVar(&c.SuccessRateWindow, "analytics.success-rate-window", 7*24*time.Hour, "window of the endpoint list's success_rate")
+	fs.IntVar(&c.BatchRows, "analytics.batch-rows", d.BatchRows, "attempt records per ClickHouse insert, at most")
+	fs.DurationVar(&c.BatchInterval, "analytics.batch-interval", d.BatchInterval, "longest wait before a non-empty batch is inserted")
+	fs.DurationVar(&c.Retention, "analytics.retention", d.Retention, "how long delivery attempts are kept in ClickHouse")
+	fs.DurationVar(&c.RetentionCheck, "analytics.retention-check", d.RetentionCheck, "how often expired monthly partitions are dropped")
+	fs.DurationVar(&c.SuccessRateWindow, "analytics.success-rate-window", d.SuccessRateWindow, "window of the endpoint list's success_rate")
 }
 
 var identRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]{0,63}$`)
 
-// Validate reports every problem with the configuration at once.
-func (c *Config) Validate() error {
+// Validate reports every problem with the configuration at once (zero
+// values stand for the defaults).
+func (c *Config) Validate() error { return c.WithDefaults().validate() }
+
+func (c Config) validate() error {
 	var errs []error
 	if c.Kafka == nil {
 		errs = append(errs, errors.New("analytics: kafka configuration missing"))

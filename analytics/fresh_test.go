@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"flag"
 	"testing"
 	"time"
 
@@ -17,10 +16,7 @@ import (
 // read anything).
 func TestWriterConsumesOnAFreshCluster(t *testing.T) {
 	_, db := testenv.ClickHouse(t)
-	kc := &broker.Config{}
-	kc.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
-	kc.Brokers = testenv.KafkaAddr()
-	kc.TopicPrefix = "fresh-" + broker.RandomSuffix(8)
+	kc := &broker.Config{Brokers: testenv.KafkaAddr(), TopicPrefix: "fresh-" + broker.RandomSuffix(8)}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

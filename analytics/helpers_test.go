@@ -3,7 +3,6 @@ package analytics
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,15 +31,8 @@ func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return le
 // testConfig is the default configuration pointed at kc, addr and db, with
 // a fresh consumer group and short batches.
 func testConfig(kc *broker.Config, addr, db string) Config {
-	var cfg Config
-	cfg.RegisterFlags(flag.NewFlagSet("test", flag.ContinueOnError))
-	cfg.Kafka = kc
-	cfg.OpsListen = "127.0.0.1:0"
-	cfg.ClickHouseAddr = addr
-	cfg.ClickHouseDatabase = db
-	cfg.Group = "test-analytics-" + broker.RandomSuffix(8)
-	cfg.BatchInterval = 100 * time.Millisecond
-	return cfg
+	return Config{Kafka: kc, OpsListen: "127.0.0.1:0", ClickHouseAddr: addr, ClickHouseDatabase: db,
+		Group: "test-analytics-" + broker.RandomSuffix(8), BatchInterval: 100 * time.Millisecond}
 }
 
 // startAnalytics runs the component until the test ends.

@@ -50,6 +50,9 @@ type AttemptDetail struct {
 	// NextRetryAt is when the next attempt is due (status retrying only).
 	NextRetryAt *time.Time `json:"next_retry_at"`
 	Test        bool       `json:"test"`
+	// Trigger is why the attempt's run was made: null for the live
+	// delivery, else resend, recover, replay or redrive.
+	Trigger *string `json:"trigger"`
 }
 
 // DeliveryDetail is GET /v1/webhooks/endpoints/{endpoint_id}/deliveries/{delivery_id}:
@@ -123,7 +126,36 @@ type Stats struct {
 	Attempts int `json:"attempts"`
 	// ResponseTime holds attempt-duration percentiles in ms; null without attempts.
 	ResponseTime *Percentiles `json:"response_time"`
+	// Series is the window in buckets, oldest first; only when asked for
+	// (StatsSeries), absent otherwise.
+	Series []Bucket `json:"series,omitempty"`
 }
+
+// Bucket is one interval of a Stats series: the deliveries accepted in
+// [Start, Start+bucket) within the window. Buckets start at multiples of
+// the bucket length since the Unix epoch, so the first and the last one
+// of a window are partial; buckets without deliveries are included.
+type Bucket struct {
+	Start   time.Time `json:"start"`
+	Total   int       `json:"total"`
+	Success int       `json:"success"`
+	Failed  int       `json:"failed"`
+	// P50MS and P99MS are publish→receipt percentiles (ms) of the
+	// bucket's successful deliveries: acceptance to the start of the
+	// successful attempt (whole seconds, the delivery log's resolution)
+	// plus that attempt's duration. Null without successful deliveries.
+	P50MS *float64 `json:"p50_ms"`
+	P99MS *float64 `json:"p99_ms"`
+}
+
+// Series bounds.
+const (
+	// MinBucket is the shortest series bucket.
+	MinBucket = time.Minute
+	// MaxBuckets bounds window / bucket, so that a series has at most
+	// MaxBuckets+1 entries (the first and last bucket partial).
+	MaxBuckets = 1440
+)
 
 // Percentiles of attempt durations, in milliseconds.
 type Percentiles struct {
@@ -147,7 +179,7 @@ type History struct {
 	conn    driver.Conn
 	db      string
 	seconds *prometheus.HistogramVec
-	sql     map[string]string
+	sql     map[string]string // statement name → text in db
 }
 
 // NewHistory reads the delivery log in database db through conn. Its
@@ -162,11 +194,14 @@ func NewHistory(conn driver.Conn, db string, reg prometheus.Registerer) (*Histor
 	if err := reg.Register(h.seconds); err != nil {
 		return nil, fmt.Errorf("analytics history metrics: %w", err)
 	}
-	for name, stmt := range statements {
-		h.sql[name] = inDB(stmt, db)
+	for _, stmt := range statements {
+		h.sql[stmt.name] = stmt.in(db)
 	}
 	return h, nil
 }
+
+// text is stmt with this history's database put in.
+func (h *History) text(stmt statement) string { return h.sql[stmt.name] }
 
 func (h *History) observe(name string, start time.Time) {
 	h.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
@@ -184,17 +219,18 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 	var total uint64
 	var ids pageIDs
 	if f.Status == schemas.OutcomeRetrying {
-		if err := h.conn.QueryRow(ctx, h.sql["retrying_total"], accountID, endpointID, f.EventType, f.EventType).Scan(&total); err != nil {
+		if err := h.conn.QueryRow(ctx, h.text(sqlRetryingTotal), accountID, endpointID, f.EventType, f.EventType).Scan(&total); err != nil {
 			return nil, 0, fmt.Errorf("count deliveries: %w", err)
 		}
 		if uint64(offset) < total {
 			var err error
-			if ids, err = h.ids(ctx, "retrying_ids", accountID, endpointID, f.EventType, f.EventType, offset, perPage); err != nil {
+			if ids, err = h.ids(ctx, sqlRetryingIDs, accountID, endpointID, f.EventType, f.EventType, offset, perPage); err != nil {
 				return nil, 0, err
 			}
 		}
 	} else {
-		if err := h.conn.QueryRow(ctx, h.sql["deliveries_total"], accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status).Scan(&total); err != nil {
+		if err := h.conn.QueryRow(ctx, h.text(sqlDeliveriesTotal), accountID, endpointID, f.EventType, f.EventType, f.Status, f.Status, f.Status,
+			accountID, endpointID, accountID, endpointID).Scan(&total); err != nil {
 			return nil, 0, fmt.Errorf("count deliveries: %w", err)
 		}
 		// A full page among the last day's deliveries is the page: every
@@ -204,7 +240,8 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 				break
 			}
 			var err error
-			if ids, err = h.ids(ctx, "delivery_ids", accountID, endpointID, since, f.EventType, f.EventType, f.Status, f.Status, offset, perPage); err != nil {
+			if ids, err = h.ids(ctx, sqlDeliveryIDs, accountID, endpointID, since, f.EventType, f.EventType, f.Status, f.Status, f.Status,
+				accountID, endpointID, accountID, endpointID, offset, perPage); err != nil {
 				return nil, 0, err
 			}
 			if len(ids.ids) == perPage {
@@ -216,7 +253,7 @@ func (h *History) Deliveries(ctx context.Context, accountID, endpointID string, 
 	if len(ids.ids) == 0 {
 		return out, int(total), nil
 	}
-	rows, err := h.conn.Query(ctx, h.sql["delivery_rows"], accountID, endpointID, ids.from.Unix(), ids.to.Unix(), clickhouse.GroupSet{Value: ids.ids})
+	rows, err := h.conn.Query(ctx, h.text(sqlDeliveryRows), accountID, endpointID, ids.from.Unix(), ids.to.Unix(), clickhouse.GroupSet{Value: ids.ids})
 	if err != nil {
 		return nil, 0, fmt.Errorf("list deliveries: %w", err)
 	}
@@ -253,9 +290,9 @@ type pageIDs struct {
 }
 
 // ids runs a page-of-delivery-ids query.
-func (h *History) ids(ctx context.Context, query string, args ...any) (pageIDs, error) {
+func (h *History) ids(ctx context.Context, query statement, args ...any) (pageIDs, error) {
 	var p pageIDs
-	rows, err := h.conn.Query(ctx, h.sql[query], args...)
+	rows, err := h.conn.Query(ctx, h.text(query), args...)
 	if err != nil {
 		return p, fmt.Errorf("page of deliveries: %w", err)
 	}
@@ -284,7 +321,7 @@ func (h *History) ids(ctx context.Context, query string, args ...any) (pageIDs, 
 // account's endpoint has no such delivery.
 func (h *History) Delivery(ctx context.Context, accountID, endpointID, deliveryID string) (DeliveryDetail, bool, error) {
 	defer h.observe("delivery", time.Now())
-	rows, err := h.conn.Query(ctx, h.sql["delivery_attempts"], accountID, endpointID, deliveryID, accountID, endpointID, deliveryID)
+	rows, err := h.conn.Query(ctx, h.text(sqlDeliveryAttempts), accountID, endpointID, deliveryID, accountID, endpointID, deliveryID)
 	if err != nil {
 		return DeliveryDetail{}, false, fmt.Errorf("delivery attempts: %w", err)
 	}
@@ -296,14 +333,15 @@ func (h *History) Delivery(ctx context.Context, accountID, endpointID, deliveryI
 			n, status                     uint16
 			latency                       uint32
 			eventID, eventType, code, msg string
+			trigger                       string
 			accepted, attempted, next     time.Time
 			test                          uint8
 		)
-		if err := rows.Scan(&n, &eventID, &eventType, &a.Status, &status, &latency, &code, &msg, &a.ResponseExcerpt, &accepted, &attempted, &next, &test); err != nil {
+		if err := rows.Scan(&n, &eventID, &eventType, &a.Status, &status, &latency, &code, &msg, &a.ResponseExcerpt, &accepted, &attempted, &next, &test, &trigger); err != nil {
 			return DeliveryDetail{}, false, fmt.Errorf("delivery attempts: %w", err)
 		}
 		a.Attempt, a.AttemptedAt, a.ResponseStatus, a.ResponseTime = int(n), attempted.UTC(), statusPtr(status), int64(latency)
-		a.ErrorCode, a.ErrorMessage, a.Test = strPtr(code), strPtr(msg), test == 1
+		a.ErrorCode, a.ErrorMessage, a.Test, a.Trigger = strPtr(code), strPtr(msg), test == 1, strPtr(trigger)
 		if next.Unix() > 0 {
 			t := next.UTC()
 			a.NextRetryAt = &t
@@ -342,17 +380,112 @@ func (h *History) Stats(ctx context.Context, accountID, endpointID string, windo
 		return Stats{}, fmt.Errorf("%w: window must be positive", ErrBadFilter)
 	}
 	defer h.observe("stats", time.Now())
-	since := time.Now().Add(-window).Unix()
+	return h.stats(ctx, accountID, endpointID, window, time.Now().Add(-window).Unix())
+}
+
+// StatsSeries is Stats plus the window's Series in buckets of bucket (a
+// whole number of minutes, at least MinBucket, at most window, with
+// window/bucket ≤ MaxBuckets). Totals and series read the same deliveries.
+func (h *History) StatsSeries(ctx context.Context, accountID, endpointID string, window, bucket time.Duration) (Stats, error) {
+	if err := ValidateSeries(window, bucket); err != nil {
+		return Stats{}, err
+	}
+	defer h.observe("stats_series", time.Now())
+	now := time.Now()
+	since := now.Add(-window).Unix()
+	s, err := h.stats(ctx, accountID, endpointID, window, since)
+	if err != nil {
+		return Stats{}, err
+	}
+	if s.Series, err = h.series(ctx, accountID, endpointID, since, now.Unix(), int64(bucket/time.Second)); err != nil {
+		return Stats{}, err
+	}
+	return s, nil
+}
+
+// ValidateSeries reports a window and bucket StatsSeries refuses
+// (wrapping ErrBadFilter).
+func ValidateSeries(window, bucket time.Duration) error {
+	switch {
+	case window <= 0:
+		return fmt.Errorf("%w: window must be positive", ErrBadFilter)
+	case bucket < MinBucket || bucket%time.Minute != 0:
+		return fmt.Errorf("%w: bucket must be a whole number of minutes, at least 1m", ErrBadFilter)
+	case bucket > window:
+		return fmt.Errorf("%w: bucket must not be longer than the window", ErrBadFilter)
+	case window/bucket > MaxBuckets || (window/bucket == MaxBuckets && window%bucket != 0):
+		return fmt.Errorf("%w: window / bucket must be at most %d buckets", ErrBadFilter, MaxBuckets)
+	}
+	return nil
+}
+
+// series reads the buckets of [since, now] and fills the empty ones.
+func (h *History) series(ctx context.Context, accountID, endpointID string, since, now, bucket int64) ([]Bucket, error) {
+	first, last := since/bucket, now/bucket
+	out := make([]Bucket, last-first+1)
+	for i := range out {
+		out[i].Start = time.Unix((first+int64(i))*bucket, 0).UTC()
+	}
+	at := func(b int64) *Bucket {
+		if b < first || b > last {
+			return nil // accepted after now (clock skew): not in the window
+		}
+		return &out[b-first]
+	}
+	rows, err := h.conn.Query(ctx, h.text(sqlSeriesCounts), bucket, accountID, endpointID, since)
+	if err != nil {
+		return nil, fmt.Errorf("series counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b uint32
+		var all, ok, failed uint64
+		if err := rows.Scan(&b, &all, &ok, &failed); err != nil {
+			return nil, fmt.Errorf("series counts: %w", err)
+		}
+		if p := at(int64(b)); p != nil {
+			p.Total, p.Success, p.Failed = int(all), int(ok), int(failed)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("series counts: %w", err)
+	}
+	rows.Close()
+	rows, err = h.conn.Query(ctx, h.text(sqlSeriesLatency), bucket, accountID, endpointID, since)
+	if err != nil {
+		return nil, fmt.Errorf("series latency: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b uint32
+		var q []float64
+		if err := rows.Scan(&b, &q); err != nil {
+			return nil, fmt.Errorf("series latency: %w", err)
+		}
+		if p := at(int64(b)); p != nil && len(q) == 2 {
+			p50, p99 := q[0], q[1]
+			p.P50MS, p.P99MS = &p50, &p99
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("series latency: %w", err)
+	}
+	return out, nil
+}
+
+// stats reads the counts and percentiles of the deliveries accepted since
+// a unix time.
+func (h *History) stats(ctx context.Context, accountID, endpointID string, window time.Duration, since int64) (Stats, error) {
 	s := Stats{Window: window.String()}
 	var all, ok, finished uint64
-	if err := h.conn.QueryRow(ctx, h.sql["status_counts"], accountID, endpointID, since).Scan(&all, &ok, &finished); err != nil {
+	if err := h.conn.QueryRow(ctx, h.text(sqlStatusCounts), accountID, endpointID, since).Scan(&all, &ok, &finished); err != nil {
 		return Stats{}, fmt.Errorf("status counts: %w", err)
 	}
 	s.Total, s.Succeeded, s.Failed, s.Retrying = int(all), int(ok), int(finished-ok), int(all-finished)
 	s.SuccessRate = rate(ok, finished)
 	var attempts uint64
 	var q []float64
-	if err := h.conn.QueryRow(ctx, h.sql["latency"], accountID, endpointID, since).Scan(&attempts, &q); err != nil {
+	if err := h.conn.QueryRow(ctx, h.text(sqlLatency), accountID, endpointID, since).Scan(&attempts, &q); err != nil {
 		return Stats{}, fmt.Errorf("latency percentiles: %w", err)
 	}
 	s.Attempts = int(attempts)
@@ -380,7 +513,7 @@ func (h *History) Summaries(ctx context.Context, accountID string, endpointIDs [
 		ids[i] = id
 	}
 	set := clickhouse.GroupSet{Value: ids}
-	rows, err := h.conn.Query(ctx, h.sql["last_delivery"], accountID, set)
+	rows, err := h.conn.Query(ctx, h.text(sqlLastDelivery), accountID, set)
 	if err != nil {
 		return nil, fmt.Errorf("last deliveries: %w", err)
 	}
@@ -398,7 +531,7 @@ func (h *History) Summaries(ctx context.Context, accountID string, endpointIDs [
 		return nil, fmt.Errorf("last deliveries: %w", err)
 	}
 	rows.Close()
-	rows, err = h.conn.Query(ctx, h.sql["success_counts"], accountID, set, time.Now().Add(-window).Unix())
+	rows, err = h.conn.Query(ctx, h.text(sqlSuccessCounts), accountID, set, time.Now().Add(-window).Unix())
 	if err != nil {
 		return nil, fmt.Errorf("success rates: %w", err)
 	}

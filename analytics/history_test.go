@@ -181,6 +181,54 @@ func (s scenario) check(t *testing.T, h *History) {
 		t.Errorf("Stats(empty) = %+v, %v", st, err)
 	}
 
+	// The series: one bucket per minute, each delivery in the minute it was
+	// accepted (they are a minute apart), totals as Stats; publish→receipt
+	// of evt1 is its 4th attempt's start (3 min) plus its 400 ms.
+	ser, err := h.StatsSeries(ctx, "acc_a", "we_1", 2*time.Hour, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ser.Series) != 121 || ser.Total != st.Total || ser.Succeeded != st.Succeeded || ser.Attempts != st.Attempts {
+		t.Fatalf("StatsSeries(we_1, 2h, 1m) = %d buckets, %+v", len(ser.Series), ser)
+	}
+	type row struct {
+		total, success, failed int
+		p50, p99               float64 // -1: null
+	}
+	got := map[int]row{} // minutes after base's minute → bucket
+	first := s.base.Truncate(time.Minute)
+	var total row
+	for i, b := range ser.Series {
+		if i > 0 && !b.Start.Equal(ser.Series[i-1].Start.Add(time.Minute)) || b.Start.Second() != 0 {
+			t.Fatalf("bucket %d starts at %v after %v", i, b.Start, ser.Series[i-1].Start)
+		}
+		total.total, total.success, total.failed = total.total+b.Total, total.success+b.Success, total.failed+b.Failed
+		if b.Total == 0 {
+			if b.P50MS != nil || b.P99MS != nil {
+				t.Errorf("empty bucket %v has percentiles", b.Start)
+			}
+			continue
+		}
+		r := row{b.Total, b.Success, b.Failed, -1, -1}
+		if b.P50MS != nil {
+			r.p50, r.p99 = *b.P50MS, *b.P99MS
+		}
+		got[int(b.Start.Sub(first)/time.Minute)] = r
+	}
+	wantSeries := map[int]row{
+		0: {1, 1, 0, 180400, 180400}, 1: {1, 0, 1, -1, -1}, 2: {1, 0, 0, -1, -1},
+		3: {1, 1, 0, 100, 100}, 4: {1, 1, 0, 100, 100}, 5: {1, 1, 0, 100, 100}, 6: {1, 1, 0, 100, 100}, 7: {1, 1, 0, 100, 100},
+	}
+	if !reflect.DeepEqual(got, wantSeries) || total != (row{8, 6, 1, 0, 0}) {
+		t.Errorf("series by minute after base = %+v (sum %+v), want %+v", got, total, wantSeries)
+	}
+	if ser, err := h.StatsSeries(ctx, "acc_a", "we_1", 24*time.Hour, time.Hour); err != nil || len(ser.Series) != 25 {
+		t.Errorf("StatsSeries(we_1, 24h, 1h) = %d buckets, %v", len(ser.Series), err)
+	}
+	if ser, err := h.StatsSeries(ctx, "acc_b", "we_x", time.Hour, time.Minute); err != nil || len(ser.Series) != 61 || ser.Series[60].Total != 0 {
+		t.Errorf("StatsSeries(empty) = %+v, %v", ser, err)
+	}
+
 	// Summaries: the 7-day window leaves evt12 (10 days old) out of we_2's rate.
 	sum, err := h.Summaries(ctx, "acc_a", []string{"we_1", "we_2", "we_none", "we_b"}, 7*24*time.Hour)
 	if err != nil {
@@ -258,5 +306,24 @@ func TestHistoryRejectsBadInput(t *testing.T) {
 	f(DeliveryFilter{PerPage: MaxPerPage + 1})
 	if _, err := h.Stats(ctx, "a", "e", 0); !errors.Is(err, ErrBadFilter) {
 		t.Errorf("Stats(window 0) err = %v", err)
+	}
+	series := func(window, bucket time.Duration, ok bool) {
+		t.Helper()
+		if err := ValidateSeries(window, bucket); (err == nil) != ok || (err != nil && !errors.Is(err, ErrBadFilter)) {
+			t.Errorf("ValidateSeries(%v, %v) = %v, want ok=%v", window, bucket, err, ok)
+		}
+	}
+	series(time.Hour, time.Minute, true)
+	series(24*time.Hour, time.Minute, true) // 1440 buckets
+	series(24*time.Hour+time.Minute, time.Minute, false)
+	series(24*time.Hour+30*time.Second, time.Minute, false)
+	series(90*24*time.Hour, 2*time.Hour, true)
+	series(90*24*time.Hour, time.Hour, false) // 2160 buckets
+	series(time.Hour, 30*time.Second, false)
+	series(time.Hour, 90*time.Second, false)
+	series(time.Hour, 2*time.Hour, false)
+	series(0, time.Minute, false)
+	if _, err := h.StatsSeries(ctx, "a", "e", time.Hour, time.Second); !errors.Is(err, ErrBadFilter) {
+		t.Errorf("StatsSeries(bucket 1s) err = %v", err)
 	}
 }

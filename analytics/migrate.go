@@ -2,10 +2,13 @@ package analytics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	chschema "github.com/zaits/webhooks/schemas/clickhouse"
@@ -20,7 +23,7 @@ import (
 // two processes migrating at once do no harm.
 func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int, log *slog.Logger) error {
 	var version string
-	if err := conn.QueryRow(ctx, sqlVersion).Scan(&version); err != nil {
+	if err := conn.QueryRow(ctx, sqlVersion.text).Scan(&version); err != nil {
 		return fmt.Errorf("clickhouse version: %w", err)
 	}
 	modern, err := chschema.Modern(version)
@@ -31,13 +34,13 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int
 	if err != nil {
 		return err
 	}
-	for _, stmt := range []string{sqlCreateDatabase, sqlCreateMigrations} {
-		if err := conn.Exec(ctx, inDB(stmt, db)); err != nil {
+	for _, stmt := range []statement{sqlCreateDatabase, sqlCreateMigrations} {
+		if err := conn.Exec(ctx, stmt.in(db)); err != nil {
 			return fmt.Errorf("migrations table in %s: %w", db, err)
 		}
 	}
 	applied := map[uint32]bool{}
-	rows, err := conn.Query(ctx, inDB(sqlAppliedMigrations, db))
+	rows, err := conn.Query(ctx, sqlAppliedMigrations.in(db))
 	if err != nil {
 		return fmt.Errorf("read %s.schema_migrations: %w", db, err)
 	}
@@ -59,6 +62,11 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int
 		}
 		for _, stmt := range m.Statements {
 			if err := conn.Exec(ctx, inDB(stmt, db)); err != nil {
+				if columnsExist(err, stmt) {
+					// Applied before a crash kept it from being recorded.
+					log.Warn("clickhouse migration found applied", "migration", m.Name, "err", err)
+					continue
+				}
 				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 		}
@@ -68,8 +76,8 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int
 		log.Info("clickhouse migration applied", "migration", m.Name, "database", db, "server", version)
 	}
 	if modern {
-		for _, stmt := range []string{sqlRetentionTTL, sqlRetentionTTLIndex} {
-			if err := conn.Exec(ctx, inDB(stmt, db), retentionDays); err != nil {
+		for _, stmt := range []statement{sqlRetentionTTL, sqlRetentionTTLIndex} {
+			if err := conn.Exec(ctx, stmt.in(db), retentionDays); err != nil {
 				return fmt.Errorf("retention ttl: %w", err)
 			}
 		}
@@ -78,7 +86,7 @@ func Migrate(ctx context.Context, conn driver.Conn, db string, retentionDays int
 }
 
 func record(ctx context.Context, conn driver.Conn, db string, m chschema.Migration) error {
-	b, err := conn.PrepareBatch(ctx, inDB(sqlRecordMigration, db))
+	b, err := conn.PrepareBatch(ctx, sqlRecordMigration.in(db))
 	if err != nil {
 		return err
 	}
@@ -87,4 +95,16 @@ func record(ctx context.Context, conn driver.Conn, db string, m chschema.Migrati
 		return err
 	}
 	return b.Send()
+}
+
+// errColumnExists is ClickHouse's ILLEGAL_COLUMN exception: among others,
+// ALTER TABLE ADD COLUMN of a column that exists (18.16 has no ADD COLUMN
+// IF NOT EXISTS).
+const errColumnExists = 44
+
+// columnsExist reports whether err is an ADD COLUMN statement failing
+// because its columns are there already.
+func columnsExist(err error, stmt string) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && ex.Code == errColumnExists && strings.Contains(stmt, "ADD COLUMN")
 }

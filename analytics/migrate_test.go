@@ -26,7 +26,7 @@ func TestMigrateIsIdempotentAndRecorded(t *testing.T) {
 		}
 	}
 	var version string
-	if err := conn.QueryRow(ctx, sqlVersion).Scan(&version); err != nil {
+	if err := conn.QueryRow(ctx, sqlVersion.text).Scan(&version); err != nil {
 		t.Fatal(err)
 	}
 	modern, err := chschema.Modern(version)
@@ -117,13 +117,13 @@ func TestDropExpiredPartitions(t *testing.T) {
 		a := attemptOf("acc", "we", "evt"+string(rune('a'+i)), "t", 1, schemas.OutcomeSuccess, 200, 1, accepted)
 		b.add(&a)
 	}
-	w := &writer{conn: conn, insert: inDB(sqlInsertAttempts, db)}
+	w := &writer{conn: conn, insert: sqlInsertAttempts.in(db)}
 	if err := w.insertOnce(ctx, &b); err != nil {
 		t.Fatal(err)
 	}
 	dropped, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now)
-	if err != nil || !reflect.DeepEqual(dropped, []int{202609, 202609, 202609}) { // attempts, delivery_index, endpoint_last_attempt
-		t.Fatalf("dropped %v, %v; want [202609 202609 202609]", dropped, err)
+	if err != nil || !reflect.DeepEqual(dropped, []int{202609, 202609, 202609, 202609}) { // attempts, delivery_index, endpoint_last_attempt, endpoint_health
+		t.Fatalf("dropped %v, %v; want [202609 202609 202609 202609]", dropped, err)
 	}
 	if again, err := DropExpiredPartitions(ctx, conn, db, 30*24*time.Hour, now); err != nil || len(again) != 0 {
 		t.Errorf("second run dropped %v, %v", again, err)
@@ -160,11 +160,7 @@ func TestDropExpiredPartitions(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	f := func(mutate func(*Config), want string) {
 		t.Helper()
-		var c Config
-		c.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
-		kc := &broker.Config{}
-		kc.RegisterFlags(flag.NewFlagSet("k", flag.ContinueOnError))
-		c.Kafka = kc
+		c := Config{Kafka: &broker.Config{}}
 		mutate(&c)
 		err := c.Validate()
 		if want == "" {
@@ -178,16 +174,19 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 	f(func(*Config) {}, "")
-	f(func(c *Config) { c.BatchRows = 0 }, "analytics.batch-rows")
-	f(func(c *Config) { c.BatchInterval = 0 }, "analytics.batch-interval")
+	f(func(c *Config) { c.BatchRows = -1 }, "analytics.batch-rows")
+	f(func(c *Config) { c.BatchInterval = -1 }, "analytics.batch-interval")
 	f(func(c *Config) { c.Retention = time.Hour }, "analytics.retention")
 	f(func(c *Config) { c.SuccessRateWindow = -time.Hour }, "analytics.success-rate-window")
-	f(func(c *Config) { c.RetentionCheck = 0 }, "analytics.retention-check")
+	f(func(c *Config) { c.RetentionCheck = -1 }, "analytics.retention-check")
 	f(func(c *Config) { c.ClickHouseDatabase = "a-b" }, "clickhouse.database")
 	var c Config
 	c.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
 	if c.BatchRows != 50000 || c.BatchInterval != time.Second || c.Retention != 30*24*time.Hour || c.SuccessRateWindow != 7*24*time.Hour || c.RetentionDays() != 30 {
 		t.Errorf("defaults: %+v", c)
+	}
+	if z := (Config{}).WithDefaults(); z != c {
+		t.Errorf("the zero value's defaults %+v differ from the flags' %+v", z, c)
 	}
 	c.Kafka = &broker.Config{TopicPrefix: "p"}
 	if c.GroupID() != "p.analytics" {

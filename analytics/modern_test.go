@@ -38,7 +38,14 @@ func TestStatementsRunOnModernClickHouse(t *testing.T) {
 	for _, m := range migrations {
 		ms = append(ms, map[string]any{"version": m.Version, "name": m.Name, "modern": m.Modern, "statements": m.Statements})
 	}
-	doc, err := json.Marshal(map[string]any{"migrations": ms, "statements": statements})
+	byName := map[string]string{}
+	for _, s := range statements {
+		if _, dup := byName[s.name]; dup {
+			t.Fatalf("two statements are named %q", s.name)
+		}
+		byName[s.name] = s.text
+	}
+	doc, err := json.Marshal(map[string]any{"migrations": ms, "statements": byName})
 	if err != nil {
 		t.Fatal(err)
 	}

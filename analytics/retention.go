@@ -25,7 +25,7 @@ func DropExpiredPartitions(ctx context.Context, conn driver.Conn, db string, ret
 			return dropped, err
 		}
 		for _, ym := range expired {
-			if err := conn.Exec(ctx, fmt.Sprintf(inDB(sqlDropPartition, db), table, ym)); err != nil {
+			if err := conn.Exec(ctx, fmt.Sprintf(sqlDropPartition.in(db), table, ym)); err != nil {
 				return dropped, fmt.Errorf("drop partition %d of %s.%s: %w", ym, db, table, err)
 			}
 			dropped = append(dropped, ym)
@@ -35,7 +35,7 @@ func DropExpiredPartitions(ctx context.Context, conn driver.Conn, db string, ret
 }
 
 func expiredPartitions(ctx context.Context, conn driver.Conn, db, table string, cutoff time.Time) ([]int, error) {
-	rows, err := conn.Query(ctx, sqlPartitions, db, table)
+	rows, err := conn.Query(ctx, sqlPartitions.text, db, table)
 	if err != nil {
 		return nil, fmt.Errorf("list partitions of %s.%s: %w", db, table, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -101,7 +102,7 @@ func newWriter(cfg Config, log *slog.Logger, conn driver.Conn, m writerMetrics) 
 	return &writer{
 		log:    log,
 		conn:   conn,
-		insert: inDB(sqlInsertAttempts, cfg.ClickHouseDatabase),
+		insert: sqlInsertAttempts.in(cfg.ClickHouseDatabase),
 		rcfg:   rcfg,
 		rows:   cfg.BatchRows,
 		every:  cfg.BatchInterval,
@@ -155,7 +156,7 @@ func (w *writer) run(ctx context.Context) {
 			free <- cols
 			if ctx.Err() == nil {
 				w.log.Warn("reading attempts", "err", err)
-				sleep(ctx, time.Second)
+				retry.Sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -217,6 +218,7 @@ func (w *writer) add(b *columns, m kafka.Message) {
 
 // decodeAttempt decodes and validates one <p>.attempts value.
 func decodeAttempt(v []byte, a *schemas.Attempt) error {
+	a.EventPartition, a.EventOffset = -1, -1 // unless the record has them
 	if err := json.Unmarshal(v, a); err != nil {
 		return fmt.Errorf("%w: %w", errBadAttempt, err)
 	}
@@ -253,7 +255,7 @@ func inDateTime(t time.Time) bool { return t.Unix() >= 0 && t.Unix() <= maxDateT
 // insertWithRetry inserts b, retrying with backoff until it succeeds
 // (true) or ctx ends (false).
 func (w *writer) insertWithRetry(ctx context.Context, b *columns) bool {
-	backoff := 100 * time.Millisecond
+	var backoff retry.Backoff
 	for {
 		start := time.Now()
 		err := w.insertOnce(ctx, b)
@@ -269,11 +271,11 @@ func (w *writer) insertWithRetry(ctx context.Context, b *columns) bool {
 		}
 		w.m.insertErrors.Inc()
 		w.lastErr.Store(&err)
-		w.log.Warn("clickhouse insert failed; the batch stays in Kafka and is retried", "rows", b.len(), "err", err, "retry_in", backoff)
-		if !sleep(ctx, backoff) {
+		wait := backoff.Next()
+		w.log.Warn("clickhouse insert failed; the batch stays in Kafka and is retried", "rows", b.len(), "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
 			return false
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
@@ -295,7 +297,7 @@ func (w *writer) insertOnce(ctx context.Context, b *columns) error {
 // commit commits the batch's offsets, retrying a few times. A commit that
 // still fails only means the records are read (and deduplicated) again.
 func (w *writer) commit(ctx context.Context, msgs []kafka.Message) {
-	backoff := 100 * time.Millisecond
+	var backoff retry.Backoff
 	for try := 1; ; try++ {
 		err := w.reader.CommitMessages(ctx, msgs...)
 		if err == nil {
@@ -306,10 +308,9 @@ func (w *writer) commit(ctx context.Context, msgs []kafka.Message) {
 			w.log.Warn("offset commit failed; the batch will be read again and deduplicated", "err", err)
 			return
 		}
-		if !sleep(ctx, backoff) {
+		if !backoff.Wait(ctx) {
 			return
 		}
-		backoff *= 2
 	}
 }
 
@@ -321,23 +322,13 @@ func (w *writer) ready(context.Context) error {
 	return nil
 }
 
-// sleep waits d or until ctx ends; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // columns is a batch in column form, appended to the insert column by column.
 type columns struct {
 	accountID, endpointID, deliveryID, eventID, eventType, outcome []string
-	errorCode, errMsg, excerpt                                     []string
+	errorCode, errMsg, excerpt, trigger                            []string
 	attempt, httpStatus                                            []uint16
+	eventPartition                                                 []int32
+	eventOffset                                                    []int64
 	latency                                                        []uint32
 	test                                                           []uint8
 	acceptedAt, eventCreated, attemptedAt, nextRetryAt, insertedAt []time.Time
@@ -353,6 +344,7 @@ func (c *columns) reset() {
 		attempt: c.attempt[:0], httpStatus: c.httpStatus[:0], latency: c.latency[:0], test: c.test[:0],
 		acceptedAt: c.acceptedAt[:0], eventCreated: c.eventCreated[:0], attemptedAt: c.attemptedAt[:0],
 		nextRetryAt: c.nextRetryAt[:0], insertedAt: c.insertedAt[:0],
+		trigger: c.trigger[:0], eventPartition: c.eventPartition[:0], eventOffset: c.eventOffset[:0],
 	}
 }
 
@@ -400,6 +392,9 @@ func (c *columns) add(a *schemas.Attempt) {
 	c.attemptedAt = append(c.attemptedAt, a.AttemptedAt)
 	c.nextRetryAt = append(c.nextRetryAt, next)
 	c.insertedAt = append(c.insertedAt, now)
+	c.trigger = append(c.trigger, a.Trigger)
+	c.eventPartition = append(c.eventPartition, int32(a.EventPartition))
+	c.eventOffset = append(c.eventOffset, a.EventOffset)
 }
 
 // appendTo appends the columns in sqlInsertAttempts' column order.
@@ -407,7 +402,7 @@ func (c *columns) appendTo(b driver.Batch) error {
 	cols := []any{
 		c.accountID, c.endpointID, c.acceptedAt, c.deliveryID, c.attempt, c.eventID, c.eventType, c.outcome,
 		c.httpStatus, c.latency, c.errorCode, c.errMsg, c.excerpt, c.test, c.eventCreated, c.attemptedAt,
-		c.nextRetryAt, c.insertedAt,
+		c.nextRetryAt, c.insertedAt, c.trigger, c.eventPartition, c.eventOffset,
 	}
 	for i, v := range cols {
 		if err := b.Column(i).Append(v); err != nil {

@@ -18,11 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
+	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/schemas"
 )
 
 // ClientConfig configures the delivery HTTP client, shared by the
 // dispatcher and the gateway's test-delivery endpoint (the delivery.* flags).
+// A zero field means its documented default.
 type ClientConfig struct {
 	// Timeout bounds one attempt: dial, request and response. Default 10s.
 	Timeout time.Duration
@@ -32,8 +34,15 @@ type ClientConfig struct {
 	ExcerptBytes int
 	// MaxConnsPerHost bounds the connections to one host. Default 64.
 	MaxConnsPerHost int
-	// AllowNetworks are exempt from the address guard (development, tests, bench).
+	// AllowNetworks are exempt from the address guard (development, tests,
+	// bench). Allowing loopback or a private network lets endpoint URLs reach
+	// every service listening there (databases, admin and metrics ports of
+	// other programs): only the process's own listeners stay refused.
 	AllowNetworks []netip.Prefix
+	// Listeners are the process's own listening addresses, never delivered
+	// to (shared by the components of one process). Nil: the client keeps
+	// its own set, filled through Client.AddListener.
+	Listeners *Listeners
 	// Dev is development mode (the shared -dev flag): loopback receivers allowed.
 	Dev bool
 	// TLSConfig overrides the TLS settings (tests: a private root CA). Nil:
@@ -43,11 +52,12 @@ type ClientConfig struct {
 
 // RegisterFlags registers the delivery.* flags with their defaults.
 func (c *ClientConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.Timeout, "delivery.timeout", 10*time.Second, "total time one delivery attempt may take (dial, request, response)")
-	fs.IntVar(&c.MaxResponseBytes, "delivery.max-response-bytes", 64<<10, "how much of an endpoint's response body is read")
-	fs.IntVar(&c.ExcerptBytes, "delivery.excerpt-bytes", 1<<10, "how much of the response body is kept in the attempt record")
-	fs.IntVar(&c.MaxConnsPerHost, "delivery.max-conns-per-host", 64, "connections to one endpoint host at most")
-	fs.Var(prefixList{&c.AllowNetworks}, "delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver)")
+	d := ClientConfig{}.withDefaults()
+	fs.DurationVar(&c.Timeout, "delivery.timeout", d.Timeout, "total time one delivery attempt may take (dial, request, response)")
+	fs.IntVar(&c.MaxResponseBytes, "delivery.max-response-bytes", d.MaxResponseBytes, "how much of an endpoint's response body is read")
+	fs.IntVar(&c.ExcerptBytes, "delivery.excerpt-bytes", d.ExcerptBytes, "how much of the response body is kept in the attempt record")
+	fs.IntVar(&c.MaxConnsPerHost, "delivery.max-conns-per-host", d.MaxConnsPerHost, "connections to one endpoint host at most")
+	fs.Var(prefixList{&c.AllowNetworks}, "delivery.allow-networks", "comma-separated CIDRs exempt from the address guard (e.g. 127.0.0.0/8 for a local receiver); endpoint URLs can then reach every service on those networks except this process's own ports")
 }
 
 // prefixList is the flag.Value of a comma-separated list of CIDRs.
@@ -103,20 +113,12 @@ func (c *ClientConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// withDefaults fills the zero values with the documented defaults.
+// withDefaults returns c with every zero field set to its default.
 func (c ClientConfig) withDefaults() ClientConfig {
-	if c.Timeout == 0 {
-		c.Timeout = 10 * time.Second
-	}
-	if c.MaxResponseBytes == 0 {
-		c.MaxResponseBytes = 64 << 10
-	}
-	if c.ExcerptBytes == 0 {
-		c.ExcerptBytes = 1 << 10
-	}
-	if c.MaxConnsPerHost == 0 {
-		c.MaxConnsPerHost = 64
-	}
+	flagenv.Default(&c.Timeout, 10*time.Second)
+	flagenv.Default(&c.MaxResponseBytes, 64<<10)
+	flagenv.Default(&c.ExcerptBytes, 1<<10)
+	flagenv.Default(&c.MaxConnsPerHost, 64)
 	return c
 }
 
@@ -130,9 +132,9 @@ type Request struct {
 	Body       []byte
 	EventType  string
 	DeliveryID string
-	// Secrets sign the request: the current secret first (X-Zaits-Signature
-	// and webhook-signature), then any rotated-out one still in its overlap
-	// (webhook-signature only).
+	// Secrets sign the request: the current secret first, then the one a
+	// rotation replaced while its overlap lasts (see sign.go for which
+	// header each signs).
 	Secrets [][]byte
 	// Now is the webhook-timestamp; time.Now() when zero.
 	Now time.Time
@@ -163,6 +165,7 @@ var ErrStatus = errors.New("endpoint answered with a non-2xx status")
 // dials pass the address guard.
 type Client struct {
 	cfg      ClientConfig
+	guard    *guard
 	hc       *fasthttp.Client
 	requests *prometheus.CounterVec
 	duration prometheus.Histogram
@@ -174,9 +177,13 @@ func NewClient(cfg ClientConfig, reg prometheus.Registerer) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &guard{allow: cfg.AllowNetworks, loopback: cfg.Dev, resolver: net.DefaultResolver}
+	if cfg.Listeners == nil {
+		cfg.Listeners = NewListeners()
+	}
+	g := &guard{allow: cfg.AllowNetworks, loopback: cfg.Dev, resolver: net.DefaultResolver, self: cfg.Listeners}
 	c := &Client{
-		cfg: cfg,
+		cfg:   cfg,
+		guard: g,
 		hc: &fasthttp.Client{
 			Name:                          UserAgent,
 			DialTimeout:                   g.dial,
@@ -215,6 +222,15 @@ func NewClient(cfg ClientConfig, reg prometheus.Registerer) (*Client, error) {
 	return c, nil
 }
 
+// AddListener records one of the process's own listening addresses
+// ("host:port"): deliveries never connect to it.
+func (c *Client) AddListener(addr string) { c.cfg.Listeners.Add(addr) }
+
+// AddressRefused returns why the address guard refuses a (the client's
+// allow-list and development mode applied), or "" when deliveries may
+// connect to it. The gateway checks literal endpoint hosts with it.
+func (c *Client) AddressRefused(a netip.Addr) string { return c.guard.refused(a) }
+
 // Deliver makes one attempt. It never returns without a Result: failures
 // are classified in Result.ErrCode.
 func (c *Client) Deliver(ctx context.Context, r Request) Result {
@@ -237,7 +253,7 @@ func (c *Client) Deliver(ctx context.Context, r Request) Result {
 	req.Header.SetUserAgent(UserAgent)
 	req.SetBodyRaw(r.Body)
 	if len(r.Secrets) > 0 {
-		req.Header.SetBytesV("X-Zaits-Signature", seedSignature(nil, r.Secrets[0], r.Body))
+		signSeed(&req.Header, r.Secrets, r.Body)
 		req.Header.SetBytesV("webhook-signature", standardSignatures(nil, r.Secrets, r.DeliveryID, now.Unix(), r.Body))
 	}
 	req.Header.Set("X-Zaits-Event", r.EventType)

@@ -113,10 +113,17 @@ func TestDeliverSignsWithSeedAndStandardWebhooks(t *testing.T) {
 	f("X-Zaits-Event", "document.signed")
 	f("X-Zaits-Delivery", "del_abc")
 	f("Webhook-Id", "del_abc")
-	// The seed's verification snippet: hex HMAC-SHA256 keyed with the secret string.
-	m := hmac.New(sha256.New, []byte(current))
-	m.Write(body)
-	f("X-Zaits-Signature", "sha256="+hex.EncodeToString(m.Sum(nil)))
+	// The seed's verification snippet: hex HMAC-SHA256 keyed with the secret
+	// string. During a rotation's overlap X-Zaits-Signature is the previous
+	// secret's (receivers that have not switched keep verifying) and
+	// X-Zaits-Signature-New the current one's.
+	seed := func(secret string) string {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write(body)
+		return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	}
+	f("X-Zaits-Signature", seed(old))
+	f("X-Zaits-Signature-New", seed(current))
 	// The official Standard Webhooks Go library, from the customer's secret string.
 	for _, s := range []string{current, old} {
 		wh, err := standardwebhooks.NewWebhook(s)
@@ -134,6 +141,19 @@ func TestDeliverSignsWithSeedAndStandardWebhooks(t *testing.T) {
 	if n := len(strings.Fields(h.Get("Webhook-Signature"))); n != 2 {
 		t.Errorf("%d webhook-signature entries during rotation, want 2", n)
 	}
+
+	// One secret (no rotation, or after the overlap): X-Zaits-Signature is
+	// its signature, and there is no X-Zaits-Signature-New.
+	if res := c.Deliver(context.Background(), dispatcher.Request{
+		URL: srv.url("http"), Body: body, EventType: "document.signed", DeliveryID: "del_abc", Secrets: [][]byte{[]byte(current)},
+	}); !res.OK() {
+		t.Fatalf("result %+v", res)
+	}
+	srv.mu.Lock()
+	h = srv.last
+	srv.mu.Unlock()
+	f("X-Zaits-Signature", seed(current))
+	f("X-Zaits-Signature-New", "")
 }
 
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {

@@ -10,12 +10,14 @@ import (
 
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
+	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/schemas"
 )
 
-// Config is the dispatcher's configuration. RegisterFlags sets the
-// documented defaults; Kafka, Endpoints and Delivery are filled by the
-// caller from the shared kafka.*, endpoints.* and delivery.* flags.
+// Config is the dispatcher's configuration. A zero field means its
+// documented default (withDefaults is the one place they are written);
+// Kafka, Endpoints and Delivery are filled by the caller from the shared
+// kafka.*, endpoints.* and delivery.* flags.
 type Config struct {
 	Kafka *broker.Config
 	// Endpoints configures the endpoint store (shared endpoints.* flags).
@@ -62,54 +64,38 @@ type Config struct {
 // DefaultSchedule is the seed's retry schedule.
 var DefaultSchedule = Schedule{time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour}
 
-// RegisterFlags registers the dispatcher.* flags with their defaults.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.OpsListen, "dispatcher.ops-listen", "127.0.0.1:9102", "address of the dispatcher's /metrics, /healthz and /readyz")
-	fs.StringVar(&c.Group, "dispatcher.group", "zaits-dispatcher", "Kafka consumer group of the dispatchers")
-	c.RetrySchedule = append(Schedule(nil), DefaultSchedule...)
-	fs.Var(&c.RetrySchedule, "dispatcher.retry-schedule", "waits after failed attempts 1..4, one per delay topic (the 5th failure is final)")
-	fs.DurationVar(&c.RetryAfterMax, "dispatcher.retry-after-max", 2*time.Hour, "cap on a 429/503 Retry-After")
-	fs.IntVar(&c.Concurrency, "dispatcher.concurrency", 512, "delivery attempts in flight at most, over all partitions")
-	fs.IntVar(&c.PartitionBuffer, "dispatcher.partition-buffer", 2000, "tasks read but not finished per partition at most (backpressure)")
-	fs.IntVar(&c.PartitionBufferBytes, "dispatcher.partition-buffer-bytes", 16<<20, "bytes of task bodies read but not finished per partition at most")
-	fs.IntVar(&c.LaneBuffer, "dispatcher.lane-buffer", 0, "tasks of one endpoint held in memory per partition at most, at most half of dispatcher.partition-buffer; the rest are read again from Kafka when the endpoint catches up (0: a quarter of dispatcher.partition-buffer)")
-	fs.DurationVar(&c.CommitInterval, "dispatcher.commit-interval", time.Second, "how often finished offsets are committed")
-	fs.DurationVar(&c.SessionTimeout, "dispatcher.session-timeout", 10*time.Second, "consumer group session timeout (6s..5m)")
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	c.Kafka = broker.Defaulted(c.Kafka)
+	flagenv.Default(&c.OpsListen, "127.0.0.1:9102")
+	flagenv.Default(&c.Group, "zaits-dispatcher")
+	if len(c.RetrySchedule) == 0 {
+		c.RetrySchedule = append(Schedule(nil), DefaultSchedule...)
+	}
+	flagenv.Default(&c.RetryAfterMax, 2*time.Hour)
+	flagenv.Default(&c.Concurrency, 512)
+	flagenv.Default(&c.PartitionBuffer, 2000)
+	flagenv.Default(&c.PartitionBufferBytes, 16<<20)
+	flagenv.Default(&c.LaneBuffer, max(1, c.PartitionBuffer/4))
+	flagenv.Default(&c.CommitInterval, time.Second)
+	flagenv.Default(&c.SessionTimeout, 10*time.Second)
+	return c
 }
 
-// withDefaults fills the zero values with the documented defaults.
-func (c Config) withDefaults() Config {
-	if c.OpsListen == "" {
-		c.OpsListen = "127.0.0.1:9102"
-	}
-	if c.Group == "" {
-		c.Group = "zaits-dispatcher"
-	}
-	if len(c.RetrySchedule) == 0 {
-		c.RetrySchedule = DefaultSchedule
-	}
-	if c.RetryAfterMax == 0 {
-		c.RetryAfterMax = 2 * time.Hour
-	}
-	if c.Concurrency == 0 {
-		c.Concurrency = 512
-	}
-	if c.PartitionBuffer == 0 {
-		c.PartitionBuffer = 2000
-	}
-	if c.PartitionBufferBytes == 0 {
-		c.PartitionBufferBytes = 16 << 20
-	}
-	if c.LaneBuffer == 0 {
-		c.LaneBuffer = max(1, c.PartitionBuffer/4)
-	}
-	if c.CommitInterval == 0 {
-		c.CommitInterval = time.Second
-	}
-	if c.SessionTimeout == 0 {
-		c.SessionTimeout = 10 * time.Second
-	}
-	return c
+// RegisterFlags registers the dispatcher.* flags with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	d := Config{}.withDefaults()
+	fs.StringVar(&c.OpsListen, "dispatcher.ops-listen", d.OpsListen, "address of the dispatcher's /metrics, /healthz and /readyz")
+	fs.StringVar(&c.Group, "dispatcher.group", d.Group, "Kafka consumer group of the dispatchers")
+	c.RetrySchedule = d.RetrySchedule
+	fs.Var(&c.RetrySchedule, "dispatcher.retry-schedule", "waits after failed attempts 1..4, one per delay topic (the 5th failure is final)")
+	fs.DurationVar(&c.RetryAfterMax, "dispatcher.retry-after-max", d.RetryAfterMax, "cap on a 429/503 Retry-After")
+	fs.IntVar(&c.Concurrency, "dispatcher.concurrency", d.Concurrency, "delivery attempts in flight at most, over all partitions")
+	fs.IntVar(&c.PartitionBuffer, "dispatcher.partition-buffer", d.PartitionBuffer, "tasks read but not finished per partition at most (backpressure)")
+	fs.IntVar(&c.PartitionBufferBytes, "dispatcher.partition-buffer-bytes", d.PartitionBufferBytes, "bytes of task bodies read but not finished per partition at most")
+	fs.IntVar(&c.LaneBuffer, "dispatcher.lane-buffer", 0, "tasks of one endpoint held in memory per partition at most, at most half of dispatcher.partition-buffer; the rest are read again from Kafka when the endpoint catches up (0: a quarter of dispatcher.partition-buffer)")
+	fs.DurationVar(&c.CommitInterval, "dispatcher.commit-interval", d.CommitInterval, "how often finished offsets are committed")
+	fs.DurationVar(&c.SessionTimeout, "dispatcher.session-timeout", d.SessionTimeout, "consumer group session timeout (6s..5m)")
 }
 
 // Validate reports every problem with the configuration at once (zero

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"flag"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -43,13 +44,11 @@ func TestConfigFlagsAndValidate(t *testing.T) {
 	if c.RetrySchedule.String() != "1s,2s,3s,4s" || len(dc.AllowNetworks) != 2 || dc.Timeout != 5*time.Second || c.Concurrency != 512 {
 		t.Fatalf("parsed %v %v %v %d", c.RetrySchedule.String(), dc.AllowNetworks, dc.Timeout, c.Concurrency)
 	}
-	kc := &broker.Config{}
-	kc.RegisterFlags(flag.NewFlagSet("k", flag.ContinueOnError))
-	c.Kafka, c.Endpoints, c.Delivery = kc, &endpoint.Config{Dev: true}, &dc
+	c.Kafka, c.Endpoints, c.Delivery = &broker.Config{}, &endpoint.Config{Dev: true}, &dc
 	if err := c.Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
-	if err := (&Config{Kafka: kc, Endpoints: &endpoint.Config{Dev: true}, Delivery: &ClientConfig{}}).Validate(); err != nil {
+	if err := (&Config{Kafka: &broker.Config{}, Endpoints: &endpoint.Config{Dev: true}, Delivery: &ClientConfig{}}).Validate(); err != nil {
 		t.Fatalf("zero values are the defaults: %v", err)
 	}
 	bad := c
@@ -98,4 +97,19 @@ func TestDefaultLaneBufferLeavesRoomForOtherEndpoints(t *testing.T) {
 	flags.RegisterFlags(flag.NewFlagSet("t", flag.ContinueOnError))
 	f("flags", flags.withDefaults())
 	f("zero value", Config{}.withDefaults())
+}
+
+// The zero value stands for the same defaults the flags show.
+func TestZeroConfigHasTheFlagDefaults(t *testing.T) {
+	var flags Config
+	var delivery ClientConfig
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	flags.RegisterFlags(fs)
+	delivery.RegisterFlags(fs)
+	if got, want := (Config{}).withDefaults(), flags.withDefaults(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("zero value with defaults:\n%+v\nflags:\n%+v", got, want)
+	}
+	if got, want := (ClientConfig{}).withDefaults(), delivery; !reflect.DeepEqual(got, want) {
+		t.Fatalf("zero client config with defaults:\n%+v\nflags:\n%+v", got, want)
+	}
 }

@@ -3,7 +3,6 @@ package dispatcher_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/zaits/webhooks/dispatcher"
-	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
 	"github.com/zaits/webhooks/internal/testenv"
 	"github.com/zaits/webhooks/schemas"
@@ -37,22 +35,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// childKafka is the broker configuration testenv.Kafka made for prefix.
-func childKafka(prefix string) *broker.Config {
-	kc := &broker.Config{}
-	kc.RegisterFlags(flag.NewFlagSet("child", flag.ContinueOnError))
-	kc.Brokers = testenv.KafkaAddr()
-	kc.TopicPrefix = prefix
-	kc.StartupTimeout = 30 * time.Second
-	for name := range kc.Partitions {
-		kc.Partitions[name] = min(kc.Partitions[name], 4)
-	}
-	return kc
-}
-
 // runChild runs a dispatcher until SIGTERM (or SIGKILL, which is the point).
 func runChild(prefix string) int {
-	cfg := testConfig(childKafka(prefix))
+	cfg := testConfig(testenv.KafkaFor(prefix))
 	cfg.PartitionBuffer, _ = strconv.Atoi(os.Getenv(envChildBuffer))
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	d, err := dispatcher.New(cfg, log, prometheus.NewRegistry())

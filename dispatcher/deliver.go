@@ -3,10 +3,14 @@ package dispatcher
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/zaits/webhooks/internal/endpoint"
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -22,8 +26,31 @@ const (
 // lookup reads the endpoint's current configuration at attempt time. A
 // deleted or deactivated endpoint yields the error code recorded instead of
 // sending; false means the partition is stopping.
+//
+// A task carries the position of <p>.endpoints its router's view had
+// reached (Task.EndpointsAt): the view waits until it has applied as much
+// (woken by each record; at most lookupGrace), so an endpoint change the
+// routing saw — a reactivation, a new URL or secret — is seen here too, and
+// an endpoint missing from a view that far along is gone. Without a
+// position (older routers) a recent task's missing endpoint is looked for
+// again until lookupGrace passes. When the view does not get there in time
+// (<p>.endpoints unreadable) the attempt goes on with the view as it is,
+// counted in zaits_dispatcher_stale_lookups_total, and until the view moves
+// again no attempt waits for it (one wait, not one per task).
 func (d *Dispatcher) lookup(ctx context.Context, t *schemas.Task) (*endpoint.Entry, string, bool) {
 	deadline := time.Now().Add(lookupGrace)
+	caughtUp := false
+	if len(t.EndpointsAt) > 0 {
+		if caughtUp = d.store.Reached(t.EndpointsAt); !caughtUp {
+			caughtUp = d.awaitView(ctx, t, deadline)
+			if ctx.Err() != nil {
+				return nil, "", false
+			}
+			if !caughtUp {
+				d.m.staleViews.Inc()
+			}
+		}
+	}
 	for {
 		ep, ok := d.store.Get(t.EndpointID)
 		if ok && ep.AccountID == t.AccountID {
@@ -32,13 +59,34 @@ func (d *Dispatcher) lookup(ctx context.Context, t *schemas.Task) (*endpoint.Ent
 			}
 			return ep, "", true
 		}
-		if time.Since(t.AcceptedAt) > recentTask || time.Now().After(deadline) {
+		if caughtUp || time.Since(t.AcceptedAt) > recentTask || time.Now().After(deadline) {
 			return nil, schemas.ErrCodeEndpointDeleted, true
 		}
-		if !sleep(ctx, lookupPeriod) {
+		if !retry.Sleep(ctx, lookupPeriod) {
 			return nil, "", false
 		}
 	}
+}
+
+// awaitView waits until the view reached t's position, until deadline,
+// unless the view is stuck where an earlier wait ran out.
+func (d *Dispatcher) awaitView(ctx context.Context, t *schemas.Task, deadline time.Time) bool {
+	view := d.store.Applied()
+	if stuck := d.stuck.Load(); stuck != nil && slices.Equal(*stuck, view) {
+		return false
+	}
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	err := d.store.WaitApplied(wctx, t.EndpointsAt)
+	if err == nil || ctx.Err() != nil {
+		return err == nil
+	}
+	view = d.store.Applied()
+	if old := d.stuck.Swap(&view); old == nil || !slices.Equal(*old, view) {
+		d.log.Warn("dispatcher: the endpoint view did not reach the position a task was routed with; attempting with the view as it is until it moves",
+			"endpoint", t.EndpointID, "delivery", t.DeliveryID, "view", view, "task_position", endpoint.Position(t.EndpointsAt), "err", err)
+	}
+	return false
 }
 
 // process makes the attempts of one task: one, and for a strict endpoint
@@ -80,7 +128,9 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 		d.m.inFlight.Dec()
 		<-d.sem
 		if res.OK() {
-			d.m.latency.Observe(time.Since(t.AcceptedAt).Seconds())
+			if t.Trigger == "" { // a resend or replay is not publish→receipt
+				d.m.latency.Observe(time.Since(t.AcceptedAt).Seconds())
+			}
 			d.record(e, &t, schemas.OutcomeSuccess, res, "", now, nil)
 			e.release()
 			return true
@@ -89,7 +139,15 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 		if res.Err != nil {
 			errMsg = res.Err.Error()
 		}
-		if t.Attempt >= d.cfg.RetrySchedule.MaxAttempts() {
+		gone := res.Status == fasthttp.StatusGone
+		if gone {
+			// 410 Gone is final: no more attempts, and the endpoint is
+			// disabled (its account is told) before the attempt is recorded.
+			if !d.disable(ctx, ep, schemas.DisabledGone, "the endpoint answered 410 Gone to delivery "+t.DeliveryID) {
+				return false
+			}
+		}
+		if gone || t.Attempt >= d.cfg.RetrySchedule.MaxAttempts() {
 			d.record(e, &t, schemas.OutcomeFailed, res, errMsg, now, nil)
 			dead := t
 			dead.DueAt = time.Time{}
@@ -114,10 +172,27 @@ func (d *Dispatcher) process(ctx, stopping context.Context, e *entry) bool {
 		// Strict ordering: the task keeps its lane (and the endpoint's later
 		// tasks wait behind it) until it succeeds or fails for good. Other
 		// lanes are not affected.
-		if !sleep(stopping, time.Until(due)) || ctx.Err() != nil {
+		if !retry.Sleep(stopping, time.Until(due)) || ctx.Err() != nil {
 			return false
 		}
 		t.Attempt++
+	}
+}
+
+// disable disables ep for reason (and announces it), retrying while Kafka
+// does not take the update; false when ctx ended first (the task is then
+// delivered again, and answered 410 again).
+func (d *Dispatcher) disable(ctx context.Context, ep *endpoint.Entry, reason, detail string) bool {
+	var backoff retry.Backoff
+	for {
+		_, err := d.store.Disable(ctx, ep.ID, reason, detail, time.Now())
+		if err == nil {
+			return true
+		}
+		d.log.Warn("disabling an endpoint failed, retrying", "endpoint", ep.ID, "reason", reason, "err", err)
+		if !backoff.Wait(ctx) {
+			return false
+		}
 	}
 }
 
@@ -127,7 +202,8 @@ func (d *Dispatcher) record(e *entry, t *schemas.Task, outcome string, res Resul
 	d.m.attempts.WithLabelValues(outcome, res.ErrCode).Inc()
 	a := schemas.Attempt{
 		DeliveryID: t.DeliveryID, EventID: t.EventID, EventType: t.EventType,
-		AccountID: t.AccountID, EndpointID: t.EndpointID, Attempt: t.Attempt,
+		AccountID: t.AccountID, EndpointID: t.EndpointID, Attempt: t.HistoryAttempt(),
+		Trigger: t.Trigger, EventPartition: t.EventPartition, EventOffset: t.EventOffset,
 		Outcome: outcome, HTTPStatus: res.Status, LatencyMS: res.Latency.Milliseconds(),
 		ErrorCode: res.ErrCode, Error: errMsg, ResponseExcerpt: res.Excerpt,
 		EventCreated: eventCreated(t.Body), AcceptedAt: t.AcceptedAt.UTC(), AttemptedAt: at.UTC(),

@@ -56,6 +56,10 @@ type Dispatcher struct {
 	client *Client
 	store  *endpoint.Store
 	kafka  *kafka.Client // offset commits and fetches with resume records (resume.go)
+	// stuck is the view's position when a wait for a task's position last
+	// ran out (deliver.go): while the view has not moved from it, attempts
+	// do not wait again. Nil when no wait has run out since the view moved.
+	stuck atomic.Pointer[endpoint.Position]
 
 	sem       chan struct{} // global bound on attempts in flight
 	handoffs  *feed         // to the delay topics and <p>.dead
@@ -133,6 +137,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if err := d.ops.Start(); err != nil {
 		return err
 	}
+	d.client.AddListener(d.ops.Addr()) // never delivered to, even where loopback is allowed
 	if err := broker.WaitAndEnsureTopics(ctx, d.cfg.Kafka, d.log); err != nil {
 		return fmt.Errorf("dispatcher: %w", err)
 	}

@@ -377,3 +377,108 @@ func TestAddressGuardRefusalIsRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestAttemptActsOnTheEndpointViewItsTaskWasRoutedWith: a task made right
+// after an endpoint was reactivated or deactivated, carrying the position of
+// <p>.endpoints the router's view had (here the writer's own, which covers
+// the change), is attempted by that change even though the dispatcher's own
+// view follows the topic apart, with two busy loops beside the test.
+func TestAttemptActsOnTheEndpointViewItsTaskWasRoutedWith(t *testing.T) {
+	testenv.CPULoad(t, 2)
+	kc := testenv.Kafka(t)
+	store := startStore(t, kc)
+	recv := startReceiver(t)
+	ctx := t.Context()
+	const n = 40
+	eps := make([]*endpoint.Entry, n)
+	for i := range eps {
+		eps[i] = recv.add(t, store, fmt.Sprintf("ep%d", i), "", nil)
+		if i%2 == 1 { // reactivated below
+			if _, err := store.Update(ctx, "acct_test", eps[i].ID, 0, func(e *schemas.Endpoint) error { e.Active = false; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	attempts := followAttempts(t, kc)
+	d := startDispatcher(t, testConfig(kc))
+	eventually(t, 15*time.Second, func() error {
+		resp, err := http.Get("http://" + d.OpsAddr() + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	p := newProducer(t, kc)
+	for i, e := range eps {
+		active := i%2 == 1
+		if _, err := store.Update(ctx, "acct_test", e.ID, 0, func(x *schemas.Endpoint) error { x.Active = active; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		tk := task(e, 0)
+		tk.EndpointsAt = store.Applied()
+		p.send(t, tk)
+	}
+	eventually(t, 30*time.Second, func() error {
+		for _, e := range eps {
+			if len(attempts.forEndpoint(e.ID)) == 0 {
+				return fmt.Errorf("no attempt record for %s yet", e.ID)
+			}
+		}
+		return nil
+	})
+	var missed []string
+	for i, e := range eps {
+		rs := attempts.forEndpoint(e.ID)
+		sent := len(recv.ledger(fmt.Sprintf("ep%d", i)))
+		switch {
+		case i%2 == 0 && (rs[0].ErrorCode != schemas.ErrCodeEndpointInactive || sent != 0):
+			missed = append(missed, fmt.Sprintf("deactivated %s: record %s/%s, %d sent", e.ID, rs[0].Outcome, rs[0].ErrorCode, sent))
+		case i%2 == 1 && rs[0].Outcome != schemas.OutcomeSuccess:
+			missed = append(missed, fmt.Sprintf("reactivated %s: record %s/%s", e.ID, rs[0].Outcome, rs[0].ErrorCode))
+		}
+	}
+	t.Logf("%d of %d attempts missed", len(missed), n)
+	if len(missed) > 0 {
+		t.Errorf("%d of %d attempts did not act on the change made before their task:\n  %s", len(missed), n, strings.Join(missed, "\n  "))
+	}
+}
+
+// TestAViewThatCannotReachItsTaskPositionIsWaitedForOnce: tasks whose
+// position the dispatcher's view cannot reach (here: beyond the end of
+// <p>.endpoints, as when it is unreadable) are attempted with the view as it
+// is after one bounded wait, not one wait per task, and are counted.
+func TestAViewThatCannotReachItsTaskPositionIsWaitedForOnce(t *testing.T) {
+	kc := testenv.Kafka(t)
+	store := startStore(t, kc)
+	recv := startReceiver(t)
+	e := recv.add(t, store, "ep", "", nil)
+	reg := prometheus.NewRegistry()
+	startDispatcherWith(t, testConfig(kc), reg)
+	p := newProducer(t, kc)
+	warmUp(t, p, recv, []*endpoint.Entry{e})
+	const n = 10
+	beyond := store.Applied()
+	beyond[0] += 1000
+	start := time.Now()
+	for i := range n {
+		tk := task(e, i)
+		tk.EndpointsAt = beyond
+		p.send(t, tk)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if got := len(recv.ledger("ep")); got < n+1 {
+			return fmt.Errorf("%d of %d delivered", got-1, n)
+		}
+		return nil
+	})
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("%d tasks with an unreachable position took %s: waited per task", n, took)
+	}
+	if v := metricValue(t, reg, "zaits_dispatcher_stale_lookups_total", nil); v != n {
+		t.Errorf("zaits_dispatcher_stale_lookups_total = %v, want %d", v, n)
+	}
+}

@@ -17,6 +17,7 @@ type metrics struct {
 	lag          *prometheus.GaugeVec // topic
 	badTasks     prometheus.Counter
 	writeErrors  *prometheus.CounterVec // topic
+	staleViews   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -50,8 +51,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		writeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zaits_dispatcher_write_errors_total", Help: "Failed produce batches (retried) by topic.",
 		}, []string{"topic"}),
+		staleViews: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zaits_dispatcher_stale_lookups_total", Help: "Attempts that read their endpoint before the dispatcher's view of <p>.endpoints had reached the position their task was routed with (it did not get there in 2 s, or was stuck since a wait that did not)."}),
 	}
-	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.inFlight, m.lanes, m.buffered, m.refills, m.refillReads, m.retryBacklog, m.lag, m.badTasks, m.writeErrors} {
+	for _, c := range []prometheus.Collector{m.attempts, m.latency, m.inFlight, m.lanes, m.buffered, m.refills, m.refillReads, m.retryBacklog, m.lag, m.badTasks, m.writeErrors, m.staleViews} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

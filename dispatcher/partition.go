@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -107,7 +108,7 @@ type partition struct {
 	committed     int64            // last committed offset; guarded by commitMu
 	committedMeta string           // and its resume record; guarded by commitMu
 
-	commitMu *sync.Mutex // the generation's: commits are computed and sent one at a time
+	commitMu *sync.Mutex // the generation's: commits are computed and sent one at a time; taken before mu (internal/locksordering.txt)
 
 	// stopping ends with the generation: no more reads, strict retries give up.
 	// lanesCtx ends when the drain is over: lanes stop taking tasks.
@@ -159,21 +160,21 @@ func (p *partition) run(ctx context.Context, gen *kafka.Generation, offset int64
 }
 
 func (p *partition) read(ctx context.Context, r *kafka.Reader) {
-	backoff := 100 * time.Millisecond
+	backoff := retry.Backoff{Max: maxFetchBackoff}
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			p.log.Warn("fetch failed, retrying", "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			wait := backoff.Next()
+			p.log.Warn("fetch failed, retrying", "err", err, "retry_in", wait)
+			if !retry.Sleep(ctx, wait) {
 				return
 			}
-			backoff = min(2*backoff, maxFetchBackoff)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff.Reset()
 		t, err := schemas.ParseTask(m)
 		if err != nil {
 			p.d.m.badTasks.Inc()
@@ -183,7 +184,7 @@ func (p *partition) read(ctx context.Context, r *kafka.Reader) {
 		if !done && p.tier >= 0 && !t.DueAt.IsZero() {
 			// A delay topic: wait until the head is due. Only this
 			// partition waits; every partition has its own reader.
-			if !sleep(ctx, time.Until(t.DueAt)) {
+			if !retry.Sleep(ctx, time.Until(t.DueAt)) {
 				return
 			}
 		}
@@ -342,7 +343,7 @@ func (p *partition) refill(l *lane) bool {
 		}
 		d.m.refills.Inc()
 	}
-	backoff := 100 * time.Millisecond
+	backoff := retry.Backoff{Max: maxFetchBackoff}
 	for {
 		p.mu.Lock()
 		if pos >= p.next {
@@ -363,14 +364,14 @@ func (p *partition) refill(l *lane) bool {
 				if p.stopping.Err() != nil {
 					return false
 				}
-				p.log.Warn("refill fetch failed, retrying", "endpoint", l.endpoint, "err", err, "retry_in", backoff)
-				if !sleep(p.stopping, backoff) {
+				wait := backoff.Next()
+				p.log.Warn("refill fetch failed, retrying", "endpoint", l.endpoint, "err", err, "retry_in", wait)
+				if !retry.Sleep(p.stopping, wait) {
 					return false
 				}
-				backoff = min(2*backoff, maxFetchBackoff)
 				continue
 			}
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 			d.m.refillReads.Inc()
 		}
 		t, err := schemas.ParseTask(m)
@@ -558,21 +559,6 @@ func (d *Dispatcher) commitOnce(ctx context.Context, gen *kafka.Generation, part
 	}
 	for _, c := range changed {
 		c.p.committed, c.p.committedMeta = c.off, c.meta
-	}
-}
-
-// sleep waits for d or until ctx ends; false if ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

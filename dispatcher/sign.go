@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Signatures.
@@ -14,7 +16,13 @@ import (
 // X-Zaits-Signature is the seed's: "sha256=" + hex(HMAC-SHA256(key, body))
 // where key is the secret string exactly as shown to the customer
 // ("whsec_…"), used as bytes, as the seed's Node, Python and PHP snippets do.
-// It uses the current secret only.
+// The seed's snippets compare the whole header with one signature, so it
+// carries one: the secret the receiver has. During a rotation's overlap
+// that is the previous secret (a receiver that has not switched yet keeps
+// verifying), and X-Zaits-Signature-New carries the new secret's, for a
+// receiver that switched (the README's rotation steps); after the overlap,
+// or once the previous secret is retired, X-Zaits-Signature is the new
+// secret's and X-Zaits-Signature-New is gone.
 //
 // webhook-signature is Standard Webhooks': one "v1," + base64(HMAC-SHA256(key,
 // id "." timestamp "." body)) per signing secret, space-separated (two during
@@ -24,6 +32,20 @@ import (
 // A secret that does not decode that way (an older unpadded URL-safe secret)
 // is used whole as raw bytes, which is what a verifier constructed from the
 // raw secret (e.g. NewWebhookRaw) expects.
+
+// HeaderSignatureNew carries the new secret's seed signature during a
+// rotation's overlap.
+const HeaderSignatureNew = "X-Zaits-Signature-New"
+
+// signSeed sets the seed signature headers for secrets (current first).
+func signSeed(h *fasthttp.RequestHeader, secrets [][]byte, body []byte) {
+	if len(secrets) == 1 {
+		h.SetBytesV("X-Zaits-Signature", seedSignature(nil, secrets[0], body))
+		return
+	}
+	h.SetBytesV("X-Zaits-Signature", seedSignature(nil, secrets[1], body))
+	h.SetBytesV(HeaderSignatureNew, seedSignature(nil, secrets[0], body))
+}
 
 // seedSignature appends "sha256=<hex>" for body under secret to dst.
 func seedSignature(dst, secret, body []byte) []byte {

@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,14 +49,8 @@ func mustMint(owner string, service bool) (string, string) {
 // testConfig is a production-strict configuration (no -dev) with the test
 // credentials and no rate limit; mutate adjusts it.
 func testConfig(kc *broker.Config, mutate ...func(*Config)) Config {
-	var cfg Config
-	cfg.RegisterFlags(flag.NewFlagSet("test", flag.ContinueOnError))
-	cfg.Kafka = kc
-	cfg.Endpoints = &endpoint.Config{Dev: true, RotationOverlap: 24 * time.Hour}
-	cfg.Listen, cfg.OpsListen = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.APIKeys = entryA + "," + entryB
-	cfg.ServiceTokens = svcEntry
-	cfg.RateLimit = 0
+	cfg := Config{Kafka: kc, Endpoints: &endpoint.Config{Dev: true, RotationOverlap: 24 * time.Hour},
+		Listen: "127.0.0.1:0", OpsListen: "127.0.0.1:0", APIKeys: entryA + "," + entryB, ServiceTokens: svcEntry, RateLimit: -1}
 	for _, m := range mutate {
 		m(&cfg)
 	}
@@ -67,9 +60,7 @@ func testConfig(kc *broker.Config, mutate ...func(*Config)) Config {
 // receiverConfig lets endpoints and test deliveries reach 127.0.0.1.
 func receiverConfig(c *Config) {
 	c.AllowHTTP, c.AllowPrivate = true, true
-	c.Delivery = &dispatcher.ClientConfig{}
-	c.Delivery.RegisterFlags(flag.NewFlagSet("delivery", flag.ContinueOnError))
-	c.Delivery.AllowNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	c.Delivery = &dispatcher.ClientConfig{AllowNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 }
 
 // startAPI starts a gateway with cfg and stops it when the test ends.
@@ -248,7 +239,7 @@ func TestEndpointCRUDRoundTrip(t *testing.T) {
 	var got struct {
 		Data struct{ Events []schemas.EventType }
 	}
-	if err := json.Unmarshal(r.body, &got); err != nil || !reflect.DeepEqual(got.Data.Events, schemas.Catalogue) || len(got.Data.Events) != 9 {
+	if err := json.Unmarshal(r.body, &got); err != nil || !reflect.DeepEqual(got.Data.Events, schemas.Catalogue) || len(got.Data.Events) != 10 {
 		t.Fatalf("events: %s", r.body)
 	}
 
@@ -336,6 +327,15 @@ func TestTenancy(t *testing.T) {
 		{"GET", "/v1/webhooks/endpoints/%s/deliveries", ""},
 		{"GET", "/v1/webhooks/endpoints/%s/deliveries/del_aaaaaaaaaaaaaaaaaaaaaaaaaa", ""},
 		{"GET", "/v1/webhooks/endpoints/%s/stats", ""},
+		{"DELETE", "/v1/webhooks/endpoints/%s/secret/previous", ""},
+		{"POST", "/v1/webhooks/endpoints/%s/deliveries/del_aaaaaaaaaaaaaaaaaaaaaaaaaa/resend", ""},
+		{"POST", "/v1/webhooks/endpoints/%s/recover", `{"since": "2026-11-30T00:00:00Z"}`},
+		{"POST", "/v1/webhooks/endpoints/%s/replay", `{"since": "2026-11-30T00:00:00Z"}`},
+		{"GET", "/v1/webhooks/endpoints/%s/dead-letters", ""},
+		{"POST", "/v1/webhooks/endpoints/%s/dead-letters/replay", ""},
+		{"GET", "/v1/webhooks/endpoints/%s/jobs", ""},
+		{"GET", "/v1/webhooks/endpoints/%s/jobs/job_aaaaaaaaaaaaaaaaaaaa", ""},
+		{"POST", "/v1/webhooks/endpoints/%s/jobs/job_aaaaaaaaaaaaaaaaaaaa/cancel", ""},
 	}
 	for _, rt := range routes {
 		other := call(t, g, keyB, rt.method, fmt.Sprintf(rt.path, id), rt.body)
@@ -491,9 +491,7 @@ func TestLimiterRefills(t *testing.T) {
 func TestConfigValidation(t *testing.T) {
 	f := func(mutate func(*Config), wantErr string) {
 		t.Helper()
-		var kc broker.Config
-		kc.RegisterFlags(flag.NewFlagSet("kafka", flag.ContinueOnError))
-		cfg := testConfig(&kc, mutate)
+		cfg := testConfig(&broker.Config{}, mutate)
 		err := cfg.Validate()
 		if (wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), wantErr)) {
 			t.Fatalf("Validate() = %v, want %q", err, wantErr)
@@ -504,9 +502,9 @@ func TestConfigValidation(t *testing.T) {
 	f(func(c *Config) { c.APIKeys = "acct_a" }, "gateway.api-keys")
 	f(func(c *Config) { c.APIKeys = "bad owner:" + strings.Repeat("a", 64) }, "gateway.api-keys")
 	f(func(c *Config) { c.ServiceTokens = "svc:zz" + strings.Repeat("a", 62) }, "gateway.service-tokens")
-	f(func(c *Config) { c.RateLimit = -1 }, "gateway.rate-limit")
+	f(func(c *Config) { c.RateLimit = 2e6 }, "gateway.rate-limit")
 	f(func(c *Config) { c.APIKeys = entryA + "," + strings.Replace(entryA, "acct_a", "acct_x", 1) }, "configured twice")
-	f(func(c *Config) { c.RateLimit, c.RateBurst = 1, 0 }, "gateway.rate-burst")
+	f(func(c *Config) { c.RateLimit, c.RateBurst = 1, -1 }, "gateway.rate-burst")
 }
 
 // receiver is a local webhook receiver recording what it gets.
@@ -589,7 +587,9 @@ func TestTestEndpointRotationAndAttempts(t *testing.T) {
 		t.Fatalf("default test event %s", body)
 	}
 
-	// Rotation: a new secret; both sign during the overlap.
+	// Rotation: a new secret; both sign during the overlap, the seed header
+	// with the previous one (receivers that did not switch keep verifying),
+	// X-Zaits-Signature-New with the new one.
 	r = call(t, g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/secret/rotate", "")
 	want(t, r, 200, "")
 	secret2 := r.data()["secret"].(string)
@@ -602,10 +602,23 @@ func TestTestEndpointRotationAndAttempts(t *testing.T) {
 	req, body = rc.last()
 	sigs := strings.Fields(req.Header.Get("webhook-signature"))
 	id1, ts := req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp")
-	if req.Header.Get("X-Zaits-Signature") != seedSig(secret2, body) || len(sigs) != 2 ||
+	if req.Header.Get("X-Zaits-Signature") != seedSig(secret1, body) || req.Header.Get("X-Zaits-Signature-New") != seedSig(secret2, body) || len(sigs) != 2 ||
 		sigs[0] != standardSig(secret2, id1, ts, body) || sigs[1] != standardSig(secret1, id1, ts, body) {
-		t.Fatalf("after rotation: X-Zaits-Signature %s, webhook-signature %v", req.Header.Get("X-Zaits-Signature"), sigs)
+		t.Fatalf("after rotation: X-Zaits-Signature %s, -New %s, webhook-signature %v", req.Header.Get("X-Zaits-Signature"), req.Header.Get("X-Zaits-Signature-New"), sigs)
 	}
+	// At most two live secrets: another rotation during the overlap is refused.
+	want(t, call(t, g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/secret/rotate", ""), 409, "rotation_in_progress")
+	// Retiring the previous secret ends the overlap: the seed header is the new secret's.
+	want(t, call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id+"/secret/previous", ""), 200, "")
+	want(t, call(t, g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/test", `{"event_type": "ocr.completed"}`), 200, "")
+	req, body = rc.last()
+	if req.Header.Get("X-Zaits-Signature") != seedSig(secret2, body) || req.Header.Get("X-Zaits-Signature-New") != "" || len(strings.Fields(req.Header.Get("webhook-signature"))) != 1 {
+		t.Fatalf("after retiring: X-Zaits-Signature %s, -New %q, webhook-signature %s", req.Header.Get("X-Zaits-Signature"), req.Header.Get("X-Zaits-Signature-New"), req.Header.Get("webhook-signature"))
+	}
+	want(t, call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id+"/secret/previous", ""), 200, "") // nothing left to retire
+	// Retired, the next rotation is allowed at once.
+	want(t, call(t, g, keyA, "POST", "/v1/webhooks/endpoints/"+id+"/secret/rotate", ""), 200, "")
+	want(t, call(t, g, keyA, "DELETE", "/v1/webhooks/endpoints/"+id+"/secret/previous", ""), 200, "")
 
 	// A receiver answering 500: sent, with the status and a truncated body.
 	bad := newReceiver(t, 500)
@@ -626,13 +639,13 @@ func TestTestEndpointRotationAndAttempts(t *testing.T) {
 	}
 
 	// Every test attempt is on <p>.attempts, marked as a test.
-	attempts := readAttempts(t, kc, 5)
+	attempts := readAttempts(t, kc, 6)
 	for _, a := range attempts {
-		if !a.Test || a.EndpointID != id || a.AccountID != "acct_a" || a.Attempt != 1 || a.AttemptedAt.IsZero() {
+		if !a.Test || a.EndpointID != id || a.AccountID != "acct_a" || a.Attempt != 1 || a.AttemptedAt.IsZero() || a.EventOffset != -1 {
 			t.Fatalf("attempt %+v", a)
 		}
 	}
-	if a := attempts[4]; a.Outcome != schemas.OutcomeFailed || a.ErrorCode != "connection_error" || a.HTTPStatus != 0 {
+	if a := attempts[5]; a.Outcome != schemas.OutcomeFailed || a.ErrorCode != "connection_error" || a.HTTPStatus != 0 {
 		t.Fatalf("last attempt %+v", a)
 	}
 	if a := attempts[0]; a.Outcome != schemas.OutcomeSuccess || a.HTTPStatus != 200 || a.EventType != "document.signed" || a.DeliveryID != d["delivery_id"] {

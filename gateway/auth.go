@@ -112,19 +112,55 @@ func MintKey(owner string, service bool) (key, entry string, err error) {
 
 var bearer = []byte("Bearer ")
 
-// authenticate resolves the request's "Authorization: Bearer <token>" to
-// an account API key or an ingestion service token. It writes nothing;
-// callers answer 401 (or 403) themselves when ok is false.
-func (g *Gateway) authenticate(ctx *fasthttp.RequestCtx) (p principal, ok bool) {
-	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+// fromHeader resolves an Authorization header value "Bearer <token>".
+func (k keyring) fromHeader(h []byte) (principal, bool) {
 	if len(h) <= len(bearer) || !bytes.EqualFold(h[:len(bearer)], bearer) {
 		return principal{}, false
 	}
-	return g.keys.lookup(bytes.TrimSpace(h[len(bearer):]))
+	return k.lookup(bytes.TrimSpace(h[len(bearer):]))
+}
+
+// authenticate resolves the request's "Authorization: Bearer <token>" to
+// an account API key or an ingestion service token. A client address over
+// its failed-authentication limit is refused without its key being
+// looked at. It writes nothing; callers answer with unauthorized (or 403)
+// themselves when ok is false.
+func (g *Gateway) authenticate(ctx *fasthttp.RequestCtx) (p principal, ok bool) {
+	if _, blocked := g.authFailures.blocked(ctx.RemoteIP()); blocked {
+		return principal{}, false
+	}
+	return g.keys.fromHeader(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+}
+
+// unauthorized answers a request whose key authenticate refused: 401, or
+// 429 with Retry-After while the client address is over its
+// failed-authentication limit (a failure is counted either way). ingest
+// selects the event routes' message and counter.
+func (g *Gateway) unauthorized(ctx *fasthttp.RequestCtx, ingest bool) {
+	wait, ok := g.authFailures.failed(ctx.RemoteIP())
+	if !ok {
+		g.authRefused.WithLabelValues("429").Inc()
+		if ingest {
+			g.ingest.counts.rejected.WithLabelValues("http", "unauthorized").Inc()
+		}
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(wait))
+		writeError(ctx, fasthttp.StatusTooManyRequests, "too_many_failed_authentications",
+			fmt.Sprintf("too many failed authentications from this address; retry after %d s", wait))
+		return
+	}
+	g.authRefused.WithLabelValues("401").Inc()
+	ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="zaits"`)
+	if ingest {
+		g.ingest.counts.rejected.WithLabelValues("http", "unauthorized").Inc()
+		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid API key or service token is required: Authorization: Bearer <key>")
+		return
+	}
+	writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid API key is required: Authorization: Bearer <api key>")
 }
 
 // account wraps a management handler: it requires an account API key
-// (401 otherwise, 403 for a service token), applies the key's rate limit
+// (401 otherwise, or 429 over the address's failed-authentication limit;
+// 403 for a service token), applies the key's rate limit
 // (429 with Retry-After), passes the account on, and counts the answer
 // by route and status (zaits_gateway_api_requests_total).
 func (g *Gateway) account(route string, h func(ctx *fasthttp.RequestCtx, account string)) fasthttp.RequestHandler {
@@ -136,8 +172,7 @@ func (g *Gateway) account(route string, h func(ctx *fasthttp.RequestCtx, account
 		}()
 		p, ok := g.authenticate(ctx)
 		if !ok {
-			ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="zaits"`)
-			writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid API key is required: Authorization: Bearer <api key>")
+			g.unauthorized(ctx, false)
 			return
 		}
 		if p.Service {

@@ -4,16 +4,19 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 
 	"github.com/zaits/webhooks/analytics"
 	"github.com/zaits/webhooks/dispatcher"
 	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/endpoint"
+	"github.com/zaits/webhooks/internal/flagenv"
 )
 
-// Config is the gateway's configuration. RegisterFlags sets the documented
-// defaults; Kafka is filled by the caller from the shared kafka.* flags.
+// Config is the gateway's configuration. A zero field means its documented
+// default (withDefaults is the one place they are written); Kafka is filled
+// by the caller from the shared kafka.* flags.
 type Config struct {
 	Kafka *broker.Config
 	// Endpoints configures the endpoint store (shared endpoints.* flags).
@@ -42,7 +45,7 @@ type Config struct {
 	// account and cannot use the management API. Default none.
 	ServiceTokens string
 	// RateLimit is each API key's sustained request rate per second on the
-	// management API (token bucket); 0 disables limiting. Default 20.
+	// management API (token bucket). Default 20; negative: no limit.
 	RateLimit float64
 	// RateBurst is the bucket size: requests a key may make at once. Default 40.
 	RateBurst int
@@ -55,26 +58,47 @@ type Config struct {
 
 	// Ingest configures event ingestion over HTTP (ingest.go).
 	Ingest IngestConfig
-	// Fanout configures the router (fanout.go).
-	Fanout FanoutConfig
+	// Limits bounds connections, read times and failed authentications of
+	// the public API (limits.go).
+	Limits LimitsConfig
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	c.Kafka = broker.Defaulted(c.Kafka)
+	if c.History != nil {
+		h := c.History.WithDefaults()
+		c.History = &h
+	}
+	flagenv.Default(&c.Listen, "127.0.0.1:8080")
+	flagenv.Default(&c.OpsListen, "127.0.0.1:9101")
+	flagenv.Default(&c.RateLimit, 20)
+	flagenv.Default(&c.RateBurst, 40)
+	c.Ingest = c.Ingest.withDefaults()
+	c.Limits = c.Limits.withDefaults()
+	return c
 }
 
 // RegisterFlags registers the gateway.* flags with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Listen, "gateway.listen", "127.0.0.1:8080", "address of the public HTTP API")
-	fs.StringVar(&c.OpsListen, "gateway.ops-listen", "127.0.0.1:9101", "address of the gateway's /metrics, /healthz and /readyz")
+	d := Config{}.withDefaults()
+	fs.StringVar(&c.Listen, "gateway.listen", d.Listen, "address of the public HTTP API")
+	fs.StringVar(&c.OpsListen, "gateway.ops-listen", d.OpsListen, "address of the gateway's /metrics, /healthz and /readyz")
 	fs.StringVar(&c.APIKeys, "gateway.api-keys", "", "management API keys: comma-separated <account>:<sha256 hex of key> (zaits mint-key prints one)")
 	fs.StringVar(&c.ServiceTokens, "gateway.service-tokens", "", "ingestion service tokens: comma-separated <name>:<sha256 hex of token> (zaits mint-key -service prints one)")
-	fs.Float64Var(&c.RateLimit, "gateway.rate-limit", 20, "requests per second per API key on the management API (0: unlimited)")
-	fs.IntVar(&c.RateBurst, "gateway.rate-burst", 40, "burst size of the per-key rate limit")
+	flagenv.OffFloat64(fs, &c.RateLimit, "gateway.rate-limit", d.RateLimit, "requests per second per API key on the management API (0: unlimited)")
+	fs.IntVar(&c.RateBurst, "gateway.rate-burst", d.RateBurst, "burst size of the per-key rate limit")
 	fs.BoolVar(&c.AllowHTTP, "gateway.allow-http", false, "accept http:// endpoint URLs (development and bench; -dev implies it)")
 	fs.BoolVar(&c.AllowPrivate, "gateway.allow-private", false, "accept endpoint URLs on literal loopback/private/link-local addresses (-dev implies it)")
 	c.Ingest.RegisterFlags(fs)
-	c.Fanout.RegisterFlags(fs)
+	c.Limits.RegisterFlags(fs)
 }
 
-// Validate reports every problem with the configuration at once.
-func (c *Config) Validate() error {
+// Validate reports every problem with the configuration at once (zero
+// values stand for the defaults).
+func (c *Config) Validate() error { return c.withDefaults().validate() }
+
+func (c Config) validate() error {
 	var errs []error
 	if c.Kafka == nil || c.Endpoints == nil {
 		errs = append(errs, errors.New("gateway: kafka or endpoints configuration missing"))
@@ -94,15 +118,18 @@ func (c *Config) Validate() error {
 	if c.History != nil {
 		errs = append(errs, c.History.Validate())
 	}
-	if c.RateLimit < 0 {
-		errs = append(errs, fmt.Errorf("gateway.rate-limit: must not be negative, got %g", c.RateLimit))
+	if math.IsNaN(c.RateLimit) || c.RateLimit > maxRateLimit {
+		errs = append(errs, fmt.Errorf("gateway.rate-limit: must be at most %d requests per second, got %g", maxRateLimit, c.RateLimit))
 	}
-	errs = append(errs, c.Ingest.Validate(), c.Fanout.Validate())
 	if c.RateLimit > 0 && c.RateBurst < 1 {
 		errs = append(errs, fmt.Errorf("gateway.rate-burst: must be at least 1, got %d", c.RateBurst))
 	}
+	errs = append(errs, c.Ingest.validate(), c.Limits.validate())
 	return errors.Join(errs...)
 }
+
+// maxRateLimit bounds -gateway.rate-limit (requests per second per key).
+const maxRateLimit = 1000000
 
 func validAddr(flag, addr string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -23,9 +24,6 @@ const (
 	DefaultStatsWindow = 24 * time.Hour
 	// MaxStatsWindow bounds the stats window.
 	MaxStatsWindow = 90 * 24 * time.Hour
-	// defaultSummaryWindow is the list's success_rate window when the
-	// analytics configuration does not set one.
-	defaultSummaryWindow = 7 * 24 * time.Hour
 )
 
 // historyUnavailable answers when the delivery log cannot be read.
@@ -45,7 +43,7 @@ func (g *Gateway) listDeliveries(ctx *fasthttp.RequestCtx, account string) {
 		notFound(ctx, id)
 		return
 	}
-	var issues []FieldIssue
+	var issues []schemas.FieldIssue
 	args := ctx.QueryArgs()
 	f := analytics.DeliveryFilter{}
 	if args.Has("status") {
@@ -53,13 +51,13 @@ func (g *Gateway) listDeliveries(ctx *fasthttp.RequestCtx, account string) {
 		case schemas.OutcomeSuccess, schemas.OutcomeFailed, schemas.OutcomeRetrying:
 			f.Status = s
 		default:
-			issues = append(issues, FieldIssue{Field: "status", Issue: "must be success, failed or retrying"})
+			issues = append(issues, schemas.FieldIssue{Field: "status", Issue: "must be success, failed or retrying"})
 		}
 	}
 	if args.Has("event_type") {
 		et := string(args.Peek("event_type"))
 		if et != schemas.TestEventType && !schemas.IsEventType(et) {
-			issues = append(issues, FieldIssue{Field: "event_type", Issue: "must be \"test\" or an event type of GET /v1/webhooks/events"})
+			issues = append(issues, schemas.FieldIssue{Field: "event_type", Issue: "must be \"test\" or an event type of GET /v1/webhooks/events"})
 		}
 		f.EventType = et
 	}
@@ -78,7 +76,7 @@ func (g *Gateway) listDeliveries(ctx *fasthttp.RequestCtx, account string) {
 	rows, total, err := g.history.Deliveries(qctx, account, id, f)
 	switch {
 	case errors.Is(err, analytics.ErrBadFilter):
-		invalid(FieldIssue{Field: "query", Issue: err.Error()}).write(ctx)
+		invalid(schemas.FieldIssue{Field: "query", Issue: err.Error()}).write(ctx)
 		return
 	case err != nil:
 		g.historyUnavailable(ctx, err)
@@ -98,7 +96,7 @@ func (g *Gateway) getDelivery(ctx *fasthttp.RequestCtx, account string) {
 	}
 	did, _ := ctx.UserValue("delivery_id").(string)
 	if !isDeliveryID(did) {
-		writeError(ctx, fasthttp.StatusNotFound, "delivery_not_found", "no delivery "+clip(did, 64)+" for this endpoint")
+		writeError(ctx, fasthttp.StatusNotFound, "delivery_not_found", "no delivery "+schemas.Clip(did, 64)+" for this endpoint")
 		return
 	}
 	if g.history == nil {
@@ -132,21 +130,35 @@ func isDeliveryID(s string) bool {
 	return true
 }
 
-// endpointStats: GET /v1/webhooks/endpoints/{endpoint_id}/stats?window=24h.
+// endpointStats: GET /v1/webhooks/endpoints/{endpoint_id}/stats?window=24h,
+// with &bucket=1m the window's series too.
 func (g *Gateway) endpointStats(ctx *fasthttp.RequestCtx, account string) {
 	id := pathID(ctx)
 	if _, ok := g.store.GetForAccount(account, id); !ok {
 		notFound(ctx, id)
 		return
 	}
+	args := ctx.QueryArgs()
 	window := DefaultStatsWindow
-	if args := ctx.QueryArgs(); args.Has("window") {
+	if args.Has("window") {
 		w, err := parseWindow(string(args.Peek("window")))
 		if err != nil {
-			invalid(FieldIssue{Field: "window", Issue: err.Error()}).write(ctx)
+			invalid(schemas.FieldIssue{Field: "window", Issue: err.Error()}).write(ctx)
 			return
 		}
 		window = w
+	}
+	var bucket time.Duration
+	if args.Has("bucket") {
+		b, err := parseWindow(string(args.Peek("bucket")))
+		if err == nil {
+			err = analytics.ValidateSeries(window, b)
+		}
+		if err != nil {
+			invalid(schemas.FieldIssue{Field: "bucket", Issue: bucketIssue}).write(ctx)
+			return
+		}
+		bucket = b
 	}
 	if g.history == nil {
 		g.historyUnavailable(ctx, nil)
@@ -154,13 +166,23 @@ func (g *Gateway) endpointStats(ctx *fasthttp.RequestCtx, account string) {
 	}
 	qctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
 	defer cancel()
-	s, err := g.history.Stats(qctx, account, id, window)
+	var s analytics.Stats
+	var err error
+	if bucket > 0 {
+		s, err = g.history.StatsSeries(qctx, account, id, window, bucket)
+	} else {
+		s, err = g.history.Stats(qctx, account, id, window)
+	}
 	if err != nil {
 		g.historyUnavailable(ctx, err)
 		return
 	}
 	writeData(ctx, fasthttp.StatusOK, s)
 }
+
+// bucketIssue explains the bucket parameter's bounds.
+var bucketIssue = fmt.Sprintf("must be a whole number of minutes such as 1m, 15m or 1h, at most the window, "+
+	"with at most %d buckets in the window (24h in 1m buckets, 7d in 10m, 90d in 2h)", analytics.MaxBuckets)
 
 // parseWindow reads a duration such as "90m", "24h" or "7d" (1m..90d).
 func parseWindow(s string) (time.Duration, error) {
@@ -199,10 +221,7 @@ func (g *Gateway) summaries(ctx *fasthttp.RequestCtx, account string, views []en
 	for i, v := range views {
 		ids[i] = v.ID
 	}
-	window := defaultSummaryWindow
-	if g.cfg.History != nil && g.cfg.History.SuccessRateWindow > 0 {
-		window = g.cfg.History.SuccessRateWindow
-	}
+	window := g.cfg.History.SuccessRateWindow // set: g.history exists, and the defaults are applied
 	qctx, cancel := context.WithTimeout(context.Background(), summaryTimeout)
 	defer cancel()
 	m, err := g.history.Summaries(qctx, account, ids, window)

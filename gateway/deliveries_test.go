@@ -65,6 +65,38 @@ func TestDeliveryHistoryRoutes(t *testing.T) {
 	if r.data()["total"] != 1.0 || r.data()["success"] != 1.0 || r.data()["window"] != "1h0m0s" {
 		t.Fatalf("stats %s", r.body)
 	}
+	if _, ok := r.data()["series"]; ok {
+		t.Fatalf("stats without bucket has a series: %s", r.body)
+	}
+	// With a bucket: the same numbers plus one entry per minute, the test
+	// delivery in the last ones with its publish→receipt latency.
+	r = call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/stats?window=1h&bucket=1m", "")
+	want(t, r, 200, "")
+	series, _ := r.data()["series"].([]any)
+	var total, ok float64
+	var p50 any
+	for _, b := range series {
+		b := b.(map[string]any)
+		total, ok = total+b["total"].(float64), ok+b["success"].(float64)
+		if b["total"] != 0.0 {
+			p50 = b["p50_ms"]
+		}
+	}
+	if len(series) != 61 || total != 1 || ok != 1 || r.data()["total"] != 1.0 || p50 == nil {
+		t.Fatalf("stats series: %d buckets, total %v, success %v, p50 %v: %s", len(series), total, ok, p50, r.body)
+	}
+	if r := call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/stats?window=24h&bucket=1h", ""); len(r.data()["series"].([]any)) != 25 {
+		t.Fatalf("stats 24h in 1h buckets: %s", r.body)
+	}
+	for _, q := range []string{"bucket=30s", "bucket=90s", "window=1h&bucket=2h", "window=7d&bucket=1m", "bucket=abc", "bucket="} {
+		r := call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id+"/stats?"+q, "")
+		want(t, r, 400, "validation_error")
+		if fs := r.fields(); len(fs) != 1 || fs[0] != "bucket" {
+			t.Fatalf("stats?%s: %s", q, r.body)
+		}
+	}
+	want(t, call(t, bare, keyA, "GET", "/v1/webhooks/endpoints/"+id0+"/stats?bucket=1s", ""), 400, "validation_error")
+	want(t, call(t, bare, keyA, "GET", "/v1/webhooks/endpoints/"+id0+"/stats?bucket=1m", ""), 503, "history_unavailable")
 	// The endpoint list now carries last_delivery and success_rate.
 	r = call(t, g, keyA, "GET", "/v1/webhooks/endpoints/"+id, "")
 	if r.data()["last_delivery"] == nil || r.data()["success_rate"] != 1.0 || r.header.Get(HeaderSummaries) != "" {

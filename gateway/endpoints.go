@@ -28,6 +28,11 @@ type endpointView struct {
 	Version     int64     `json:"version"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
+	// DisabledReason and DisabledAt say why and when the system disabled
+	// the endpoint ("gone": it answered 410; "failing": every attempt failed
+	// for days); null otherwise. PUT {"active": true} clears them.
+	DisabledReason *string    `json:"disabled_reason"`
+	DisabledAt     *time.Time `json:"disabled_at"`
 	// LastDelivery and SuccessRate come from the delivery log; null until
 	// there is one (see summaries).
 	LastDelivery *time.Time `json:"last_delivery"`
@@ -35,10 +40,15 @@ type endpointView struct {
 }
 
 func viewOf(e *endpoint.Entry) endpointView {
-	return endpointView{
+	v := endpointView{
 		ID: e.ID, URL: e.URL, Events: e.Events, Description: e.Description, Active: e.Active,
 		Ordering: e.Ordering, Version: e.Version, CreatedAt: e.CreatedAt.UTC(), UpdatedAt: e.UpdatedAt.UTC(),
 	}
+	if e.DisabledReason != "" {
+		reason := e.DisabledReason
+		v.DisabledReason, v.DisabledAt = &reason, e.DisabledAt
+	}
+	return v
 }
 
 type dataEnvelope struct {
@@ -69,7 +79,7 @@ func writeEndpoint(ctx *fasthttp.RequestCtx, status int, v endpointView) {
 }
 
 func notFound(ctx *fasthttp.RequestCtx, id string) {
-	writeError(ctx, fasthttp.StatusNotFound, "endpoint_not_found", "no webhook endpoint "+clip(id, 64))
+	writeError(ctx, fasthttp.StatusNotFound, "endpoint_not_found", "no webhook endpoint "+schemas.Clip(id, 64))
 }
 
 // storeError answers a failed store write.
@@ -77,6 +87,9 @@ func (g *Gateway) storeError(ctx *fasthttp.RequestCtx, id string, err error) {
 	switch {
 	case errors.Is(err, endpoint.ErrNotFound):
 		notFound(ctx, id)
+	case errors.Is(err, endpoint.ErrRotationInProgress):
+		writeError(ctx, fasthttp.StatusConflict, "rotation_in_progress",
+			"the secret the last rotation replaced still signs ("+err.Error()+"); retire it with DELETE /v1/webhooks/endpoints/"+schemas.Clip(id, 64)+"/secret/previous once your receivers use the new secret, then rotate again")
 	case errors.Is(err, endpoint.ErrConflict):
 		writeError(ctx, fasthttp.StatusConflict, "conflict",
 			"the endpoint was changed by another request; fetch it again and retry (If-Match carries the version you expect)")
@@ -93,7 +106,7 @@ func pathID(ctx *fasthttp.RequestCtx) string {
 }
 
 func (g *Gateway) urlPolicy() urlPolicy {
-	return urlPolicy{AllowHTTP: g.cfg.AllowHTTP || g.cfg.Dev, AllowPrivate: g.cfg.AllowPrivate || g.cfg.Dev}
+	return urlPolicy{AllowHTTP: g.cfg.AllowHTTP || g.cfg.Dev, AllowPrivate: g.cfg.AllowPrivate || g.cfg.Dev, Refused: g.delivery.AddressRefused}
 }
 
 // createEndpoint: POST /v1/webhooks/endpoints.
@@ -124,7 +137,7 @@ func (g *Gateway) createEndpoint(ctx *fasthttp.RequestCtx, account string) {
 
 // listEndpoints: GET /v1/webhooks/endpoints?active=&page=&per_page=.
 func (g *Gateway) listEndpoints(ctx *fasthttp.RequestCtx, account string) {
-	var issues []FieldIssue
+	var issues []schemas.FieldIssue
 	args := ctx.QueryArgs()
 	active := parseBool(args, "active", &issues)
 	pg := parsePage(args, &issues)
@@ -166,7 +179,8 @@ func (g *Gateway) getEndpoint(ctx *fasthttp.RequestCtx, account string) {
 // update; If-Match (optional) names the version the change is based on.
 func (g *Gateway) updateEndpoint(ctx *fasthttp.RequestCtx, account string) {
 	id := pathID(ctx)
-	if _, ok := g.store.GetForAccount(account, id); !ok {
+	cur, ok := g.store.GetForAccount(account, id)
+	if !ok {
 		notFound(ctx, id)
 		return
 	}
@@ -174,9 +188,14 @@ func (g *Gateway) updateEndpoint(ctx *fasthttp.RequestCtx, account string) {
 		rerr.write(ctx)
 		return
 	}
-	version, rerr := parseIfMatch(ctx)
+	match, rerr := parseIfMatch(ctx)
 	if rerr != nil {
 		rerr.write(ctx)
+		return
+	}
+	version, ok := match.expected(cur.Version)
+	if !ok {
+		g.storeError(ctx, id, endpoint.ErrConflict)
 		return
 	}
 	in, rerr := decodeEndpoint(ctx.PostBody(), false, g.urlPolicy())
@@ -207,13 +226,19 @@ type deletedView struct {
 // deleteEndpoint: DELETE /v1/webhooks/endpoints/{endpoint_id}.
 func (g *Gateway) deleteEndpoint(ctx *fasthttp.RequestCtx, account string) {
 	id := pathID(ctx)
-	if _, ok := g.store.GetForAccount(account, id); !ok {
+	cur, ok := g.store.GetForAccount(account, id)
+	if !ok {
 		notFound(ctx, id)
 		return
 	}
-	version, rerr := parseIfMatch(ctx)
+	match, rerr := parseIfMatch(ctx)
 	if rerr != nil {
 		rerr.write(ctx)
+		return
+	}
+	version, ok := match.expected(cur.Version)
+	if !ok {
+		g.storeError(ctx, id, endpoint.ErrConflict)
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
@@ -239,7 +264,7 @@ type rotatedView struct {
 func (g *Gateway) rotateSecret(ctx *fasthttp.RequestCtx, account string) {
 	id := pathID(ctx)
 	if len(ctx.PostBody()) > 0 {
-		invalid(FieldIssue{Field: "body", Issue: "must be empty"}).write(ctx)
+		invalid(schemas.FieldIssue{Field: "body", Issue: "must be empty"}).write(ctx)
 		return
 	}
 	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
@@ -262,6 +287,29 @@ func (g *Gateway) rotateSecret(ctx *fasthttp.RequestCtx, account string) {
 	}
 	ctx.Response.Header.Set(fasthttp.HeaderETag, `"`+strconv.FormatInt(e.Version, 10)+`"`)
 	writeData(ctx, fasthttp.StatusOK, v)
+}
+
+// retirePreviousSecret: DELETE /v1/webhooks/endpoints/{endpoint_id}/secret/previous.
+// The secret the last rotation replaced stops signing now (instead of at
+// the end of the overlap); X-Zaits-Signature then carries the current
+// secret's signature. Without one it changes nothing.
+func (g *Gateway) retirePreviousSecret(ctx *fasthttp.RequestCtx, account string) {
+	id := pathID(ctx)
+	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	e, err := g.store.RetirePrevious(wctx, account, id)
+	if err != nil {
+		g.storeError(ctx, id, err)
+		return
+	}
+	ctx.Response.Header.Set(fasthttp.HeaderETag, `"`+strconv.FormatInt(e.Version, 10)+`"`)
+	writeData(ctx, fasthttp.StatusOK, retiredView{ID: e.ID, Version: e.Version, UpdatedAt: e.UpdatedAt.UTC()})
+}
+
+type retiredView struct {
+	ID        string    `json:"id"`
+	Version   int64     `json:"version"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // listEvents: GET /v1/webhooks/events, the catalogue.

@@ -2,21 +2,19 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
+	"net"
 
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
+
+	"github.com/zaits/webhooks/schemas"
 )
 
-// FieldIssue names one invalid field of a request.
-type FieldIssue struct {
-	Field string `json:"field"`
-	Issue string `json:"issue"`
-}
-
 type apiError struct {
-	Code    string       `json:"code"`
-	Message string       `json:"message"`
-	Details []FieldIssue `json:"details,omitempty"`
+	Code    string               `json:"code"`
+	Message string               `json:"message"`
+	Details []schemas.FieldIssue `json:"details,omitempty"`
 }
 
 type errorEnvelope struct {
@@ -26,7 +24,7 @@ type errorEnvelope struct {
 
 // writeError answers with the API's error envelope:
 // {"success": false, "error": {"code", "message", "details"}}.
-func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string, details ...FieldIssue) {
+func writeError(ctx *fasthttp.RequestCtx, status int, code, msg string, details ...schemas.FieldIssue) {
 	writeJSON(ctx, status, errorEnvelope{Error: apiError{Code: code, Message: msg, Details: details}})
 }
 
@@ -41,12 +39,22 @@ func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetBody(b)
 }
 
-// requestErrorHandler answers requests fasthttp could not read (a body over
-// the server's limit, a malformed request) with the error envelope.
+// requestErrorHandler answers requests fasthttp could not read with the
+// error envelope: a request line and headers over MaxHeaderBytes together
+// (431), a body over the server's limit (413), anything malformed or too
+// slow (400). Nothing of the request is repeated: it may carry secrets.
 func requestErrorHandler(ctx *fasthttp.RequestCtx, err error) {
-	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "header_too_large",
+			fmt.Sprintf("the request line and headers are over %d bytes together", MaxHeaderBytes))
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "payload_too_large", "the request body is too large")
-		return
+	case errors.As(err, &ne) && ne.Timeout():
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "the request was not sent in time")
+	default:
+		writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "the request could not be read: it is not well-formed HTTP/1.1")
 	}
-	writeError(ctx, fasthttp.StatusBadRequest, "bad_request", "the request could not be read")
 }

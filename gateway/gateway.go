@@ -1,6 +1,7 @@
 // Package gateway is the public face of the system: the Zaits Webhook API
-// (endpoint management, delivery history), event ingestion over HTTP, and
-// the router that fans events out to per-endpoint delivery tasks.
+// (endpoint management, delivery history) and event ingestion over HTTP.
+// The router, which fans events out to per-endpoint delivery tasks, is its
+// own component (gateway/router); `zaits gateway` runs one beside it.
 package gateway
 
 import (
@@ -11,7 +12,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/fasthttp/router"
+	mux "github.com/fasthttp/router"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
@@ -33,20 +34,22 @@ type Gateway struct {
 	store *endpoint.Store
 
 	// Management API (management.go).
-	keys     keyring
-	limiter  *limiter
-	devKey   string // the printed development key (Dev only)
-	delivery *dispatcher.Client
-	attempts *kafka.Writer
-	history  *analytics.History
+	keys         keyring
+	limiter      *limiter
+	authFailures *authFailures          // per client address (authfail.go)
+	authRefused  *prometheus.CounterVec // answer: 401, 429
+	devKey       string                 // the printed development key (Dev only)
+	delivery     *dispatcher.Client
+	attempts     *kafka.Writer
+	history      *analytics.History
 	// historyConn closes the delivery log's ClickHouse connection.
 	historyConn func() error
 	apiRequests *prometheus.CounterVec
 	apiSeconds  *prometheus.HistogramVec
 
-	// Event ingestion (ingest.go) and the router (fanout.go).
-	ingest *ingester
-	fanout *fanout
+	// Event ingestion (ingest.go) and recovery (recovery.go).
+	ingest   *ingester
+	recovery recovery
 
 	srv *fasthttp.Server
 	ln  net.Listener
@@ -54,7 +57,8 @@ type Gateway struct {
 
 // New builds a gateway; nothing is started until Start.
 func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	store, err := endpoint.NewStore(*cfg.Endpoints, cfg.Kafka, log, reg)
@@ -64,14 +68,13 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 	g := &Gateway{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), reg: reg, store: store}
 	endpointsTopic := cfg.Kafka.Topic(schemas.TopicEndpoints)
 	g.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, endpointsTopic) })
-	counts := newEventCounters(reg)
-	g.ingest = newIngester(cfg.Ingest, cfg.Kafka, counts, reg)
-	g.fanout = newFanout(cfg.Fanout, cfg.Kafka, store, counts, log, reg)
+	g.ingest = newIngester(cfg.Ingest, cfg.Kafka, newEventCounters(reg), reg)
 	if err := g.initManagement(); err != nil {
 		return nil, err
 	}
+	g.initRecovery()
 
-	r := router.New()
+	r := mux.New()
 	// An API answers what it is asked: no redirects to "fixed" paths (a 301
 	// turns a POST into a GET in many clients); a wrong path is a 404.
 	r.RedirectTrailingSlash, r.RedirectFixedPath = false, false
@@ -86,15 +89,22 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 		log.Error("panic in handler", "path", string(ctx.Path()), "panic", v)
 		writeError(ctx, fasthttp.StatusInternalServerError, "internal_error", "internal error")
 	}
+	// Bodies are streamed: the front handler judges the headers (key,
+	// route limit) before any of a body is read (limits.go).
 	g.srv = &fasthttp.Server{
-		Handler:            r.Handler,
-		Name:               "zaits",
-		ReadTimeout:        30 * time.Second,
-		WriteTimeout:       30 * time.Second,
-		IdleTimeout:        120 * time.Second,
-		MaxRequestBodySize: 8 << 20,
-		Logger:             slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		ErrorHandler:       requestErrorHandler,
+		Handler:               g.front(r.Handler),
+		HeaderReceived:        g.headerReceived,
+		ExpectHandler:         g.expect,
+		StreamRequestBody:     true,
+		Name:                  "zaits",
+		ReadTimeout:           cfg.Limits.HeaderTimeout, // headerReceived sets the body's
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ReadBufferSize:        MaxHeaderBytes,
+		MaxRequestBodySize:    MaxBatchBytes,
+		SecureErrorLogMessage: true,
+		Logger:                serverLog{log},
+		ErrorHandler:          requestErrorHandler,
 	}
 	return g, nil
 }
@@ -110,10 +120,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.store.Start(ctx); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
+	if err := g.recovery.jobs.Start(ctx); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
 	ln, err := net.Listen("tcp", g.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("gateway listener %s: %w", g.cfg.Listen, err)
 	}
+	// Test deliveries never reach this process's own ports.
+	g.delivery.AddListener(ln.Addr().String())
+	g.delivery.AddListener(g.ops.Addr())
+	ln = newConnLimiter(ln, g.cfg.Limits.MaxConns, g.cfg.Limits.MaxConnsPerIP, g.reg)
 	g.ln = ln
 	go func() {
 		if err := g.srv.Serve(ln); err != nil {
@@ -122,9 +139,6 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}()
 	g.log.Info("gateway serving", "api", ln.Addr().String(), "ops", g.ops.Addr())
 	g.announceDevKey()
-	if !g.cfg.Fanout.Disabled {
-		g.fanout.Start() // after the store caught up: routing sees every endpoint
-	}
 	return nil
 }
 
@@ -146,7 +160,7 @@ func (g *Gateway) Stop(ctx context.Context) error {
 	if g.ln != nil {
 		errs = append(errs, g.srv.ShutdownWithContext(ctx))
 	}
-	errs = append(errs, g.fanout.Stop(ctx), g.ingest.close())
+	errs = append(errs, g.ingest.close(), g.recovery.tasks.Close(), g.recovery.jobs.Stop())
 	errs = append(errs, g.stopManagement(), g.store.Stop(), g.ops.Stop(ctx))
 	return errors.Join(errs...)
 }

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -15,13 +14,12 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/schemas"
 )
 
 // Ingestion limits.
 const (
-	// MaxBatchEvents bounds the events of one POST /v1/events/batch.
-	MaxBatchEvents = 1000
 	// MaxBatchBytes bounds the body of POST /v1/events/batch; larger is 413.
 	MaxBatchBytes = 5 << 20
 	// MaxEventBytes bounds the body of POST /v1/events: the data limit plus
@@ -29,7 +27,8 @@ const (
 	MaxEventBytes = schemas.MaxEventDataBytes + 8<<10
 )
 
-// IngestConfig configures POST /v1/events and /v1/events/batch.
+// IngestConfig configures POST /v1/events and /v1/events/batch. A zero
+// field means its default.
 type IngestConfig struct {
 	// Timeout bounds the wait for Kafka's acknowledgement of a request's
 	// events; when it passes, the answer is 503 with Retry-After. Default 5s.
@@ -41,15 +40,23 @@ type IngestConfig struct {
 	RetryAfter time.Duration
 }
 
-// RegisterFlags registers the gateway.ingest-* flags with their defaults.
-func (c *IngestConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.Timeout, "gateway.ingest-timeout", 5*time.Second, "how long an event request waits for Kafka's acks=all before answering 503")
-	fs.DurationVar(&c.Linger, "gateway.ingest-linger", 2*time.Millisecond, "how long the event writer waits to fill a batch (concurrent requests share batches)")
-	fs.DurationVar(&c.RetryAfter, "gateway.ingest-retry-after", time.Second, "Retry-After of a 503 when Kafka did not acknowledge in time")
+func (c IngestConfig) withDefaults() IngestConfig {
+	flagenv.Default(&c.Timeout, 5*time.Second)
+	flagenv.Default(&c.Linger, 2*time.Millisecond)
+	flagenv.Default(&c.RetryAfter, time.Second)
+	return c
 }
 
-// Validate reports every problem with the configuration at once.
-func (c *IngestConfig) Validate() error {
+// RegisterFlags registers the gateway.ingest-* flags with their defaults.
+func (c *IngestConfig) RegisterFlags(fs *flag.FlagSet) {
+	d := IngestConfig{}.withDefaults()
+	fs.DurationVar(&c.Timeout, "gateway.ingest-timeout", d.Timeout, "how long an event request waits for Kafka's acks=all before answering 503")
+	fs.DurationVar(&c.Linger, "gateway.ingest-linger", d.Linger, "how long the event writer waits to fill a batch (concurrent requests share batches)")
+	fs.DurationVar(&c.RetryAfter, "gateway.ingest-retry-after", d.RetryAfter, "Retry-After of a 503 when Kafka did not acknowledge in time")
+}
+
+// validate reports every problem of a configuration with its defaults applied.
+func (c IngestConfig) validate() error {
 	var errs []error
 	if c.Timeout < 100*time.Millisecond || c.Timeout > time.Minute {
 		errs = append(errs, fmt.Errorf("gateway.ingest-timeout: must be 100ms..1m, got %s", c.Timeout))
@@ -63,9 +70,9 @@ func (c *IngestConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// eventCounters count events accepted and rejected on both paths into
-// <p>.events: "http" (this API) and "kafka" (producers writing to the topic,
-// counted by the router).
+// eventCounters count the events this API accepted and rejected (label
+// path "http"; the router counts what producers write to <p>.events
+// themselves, zaits_router_events_total{source="kafka"}).
 type eventCounters struct {
 	accepted *prometheus.CounterVec // path
 	rejected *prometheus.CounterVec // path, reason
@@ -76,28 +83,15 @@ type eventCounters struct {
 func newEventCounters(reg prometheus.Registerer) *eventCounters {
 	c := &eventCounters{
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zaits_gateway_events_accepted_total",
-			Help: "Events accepted into <p>.events, by path (http: acknowledged by Kafka; kafka: valid messages the router read)."}, []string{"path"}),
+			Help: "Events accepted into <p>.events over HTTP (acknowledged by Kafka), by path (http)."}, []string{"path"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zaits_gateway_events_rejected_total",
-			Help: "Events rejected, by path and reason (the first invalid field, json, forbidden, too_large, unavailable, key, empty)."}, []string{"path", "reason"}),
+			Help: "Events rejected over HTTP, by path (http) and reason (the first invalid field, json, forbidden, too_large, unavailable, unauthorized, batch)."}, []string{"path", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(c.accepted, c.rejected)
 	}
 	c.acceptedHTTP = c.accepted.WithLabelValues("http")
 	return c
-}
-
-// reasonLabel is the metric label of a validation failure: the first
-// invalid field of the catalogue of fields, "unknown_field" or "json".
-func reasonLabel(issues []FieldIssue) string {
-	f := issues[0].Field
-	switch {
-	case f == "":
-		return "json"
-	case eventFields[f]:
-		return f
-	}
-	return "unknown_field"
 }
 
 // ingester writes events to <p>.events and answers once Kafka acknowledged
@@ -114,6 +108,7 @@ type ingester struct {
 }
 
 func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg prometheus.Registerer) *ingester {
+	cfg = cfg.withDefaults()
 	w := kc.NewWriter(kc.Topic(schemas.TopicEvents), cfg.Linger)
 	// kafka-go allocates BatchSize messages per batch and keeps one batch
 	// per partition open: 256 holds what arrives in one linger at full rate
@@ -134,13 +129,11 @@ func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg
 func (in *ingester) close() error { return in.writer.Close() }
 
 // ingestAuth authenticates an event request: an account API key or a
-// service token. It answers 401 itself when ok is false.
+// service token. It answers 401 (or 429) itself when ok is false.
 func (g *Gateway) ingestAuth(ctx *fasthttp.RequestCtx) (principal, bool) {
 	p, ok := g.authenticate(ctx)
 	if !ok {
-		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="zaits"`)
-		writeError(ctx, fasthttp.StatusUnauthorized, "unauthorized", "a valid API key or service token is required: Authorization: Bearer <key>")
-		g.ingest.counts.rejected.WithLabelValues("http", "unauthorized").Inc()
+		g.unauthorized(ctx, true)
 	}
 	return p, ok
 }
@@ -164,35 +157,35 @@ type itemError struct {
 	status  int
 	code    string
 	message string
-	details []FieldIssue
+	details []schemas.FieldIssue
 }
 
 // prepare validates one event for p and encodes its <p>.events message.
 func (in *ingester) prepare(b []byte, p principal, now time.Time) (kafka.Message, string, *itemError) {
-	ev, issues := parseEvent(b, p.AccountID)
+	ev, issues := schemas.ParseEvent(b, p.AccountID)
 	if len(issues) > 0 {
-		in.counts.rejected.WithLabelValues("http", reasonLabel(issues)).Inc()
+		in.counts.rejected.WithLabelValues("http", schemas.ReasonLabel(issues)).Inc()
 		if issues[0].Field == "" {
 			return kafka.Message{}, "", &itemError{status: fasthttp.StatusBadRequest, code: "invalid_json", message: "the event must be a JSON object"}
 		}
-		return kafka.Message{}, "", &itemError{status: fasthttp.StatusBadRequest, code: "validation_error", message: issuesText(issues), details: issues}
+		return kafka.Message{}, "", &itemError{status: fasthttp.StatusBadRequest, code: "validation_error", message: schemas.IssuesText(issues), details: issues}
 	}
 	if !p.Service && ev.AccountID != p.AccountID {
 		in.counts.rejected.WithLabelValues("http", "forbidden").Inc()
 		return kafka.Message{}, "", &itemError{status: fasthttp.StatusForbidden, code: "forbidden",
 			message: "an account API key may publish events only for its own account; omit account_id or use a service token",
-			details: []FieldIssue{{Field: "account_id", Issue: "is not the account of this API key"}}}
+			details: []schemas.FieldIssue{{Field: "account_id", Issue: "is not the account of this API key"}}}
 	}
 	if ev.ID == "" {
-		ev.ID = newEventID()
+		ev.ID = schemas.NewEventID()
 	}
 	if ev.Created == 0 {
 		ev.Created = now.Unix()
 	}
 	return kafka.Message{
-		Key:     []byte(ev.AccountID), // copies: nothing of the request outlives the handler
-		Value:   eventValue(&ev),      // a new buffer: data is copied out of the request
-		Headers: []kafka.Header{{Key: headerIngest, Value: []byte("http")}},
+		Key:     []byte(ev.AccountID),     // copies: nothing of the request outlives the handler
+		Value:   schemas.EncodeEvent(&ev), // a new buffer: data is copied out of the request
+		Headers: []kafka.Header{{Key: schemas.HeaderIngest, Value: []byte("http")}},
 	}, ev.ID, nil
 }
 
@@ -227,7 +220,7 @@ const HeaderEventID = "X-Zaits-Event-Id"
 // answer names each event's id (details: field "id" or "events[i].id", the
 // id after "retry with id "): a retry with the same id is dropped as a
 // duplicate by the router's idempotency window, one with a new id is not.
-func (in *ingester) unavailable(ctx *fasthttp.RequestCtx, ids []FieldIssue) {
+func (in *ingester) unavailable(ctx *fasthttp.RequestCtx, ids []schemas.FieldIssue) {
 	in.retryLater(ctx, len(ids))
 	writeError(ctx, fasthttp.StatusServiceUnavailable, "unavailable",
 		"Kafka did not acknowledge in time: the events are not accepted (some may still be stored); retry after the Retry-After seconds with the same event ids", ids...)
@@ -240,8 +233,8 @@ func (in *ingester) retryLater(ctx *fasthttp.RequestCtx, n int) {
 }
 
 // retryWith is the detail naming the id a not-acknowledged event must be retried with.
-func retryWith(field, id string) FieldIssue {
-	return FieldIssue{Field: field, Issue: "not acknowledged in time; retry with id " + id}
+func retryWith(field, id string) schemas.FieldIssue {
+	return schemas.FieldIssue{Field: field, Issue: "not acknowledged in time; retry with id " + id}
 }
 
 type acceptedEvent struct {
@@ -284,7 +277,7 @@ func (in *ingester) single(ctx *fasthttp.RequestCtx, p principal) {
 	}
 	if err := in.produce([]kafka.Message{msg})[0]; err != nil {
 		ctx.Response.Header.Set(HeaderEventID, id)
-		in.unavailable(ctx, []FieldIssue{retryWith("id", id)})
+		in.unavailable(ctx, []schemas.FieldIssue{retryWith("id", id)})
 		return
 	}
 	in.counts.acceptedHTTP.Inc()
@@ -351,7 +344,7 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 		msgs = append(msgs, msg)
 		idx = append(idx, i)
 	}
-	var failed []FieldIssue
+	var failed []schemas.FieldIssue
 	for j, err := range in.produce(msgs) {
 		r := &results[idx[j]]
 		if err != nil {
@@ -360,7 +353,7 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 			failed = append(failed, retryWith(fmt.Sprintf("events[%d].id", r.Index), r.ID))
 			r.Status, r.status = "rejected", fasthttp.StatusServiceUnavailable
 			r.Error = &apiError{Code: "unavailable", Message: "Kafka did not acknowledge this event in time (it may still be stored); retry it with the same id",
-				Details: []FieldIssue{retryWith("id", r.ID)}}
+				Details: []schemas.FieldIssue{retryWith("id", r.ID)}}
 			continue
 		}
 		r.Status = "accepted"
@@ -382,7 +375,7 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 		writeJSON(ctx, fasthttp.StatusMultiStatus, okEnvelope{Success: false, Data: data})
 	default:
 		status, code := fasthttp.StatusForbidden, "forbidden"
-		var details []FieldIssue
+		var details []schemas.FieldIssue
 		for _, r := range results {
 			if r.status != fasthttp.StatusForbidden {
 				status, code = fasthttp.StatusBadRequest, "validation_error"
@@ -391,14 +384,14 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 				continue
 			}
 			if len(r.Error.Details) == 0 {
-				details = append(details, FieldIssue{Field: fmt.Sprintf("events[%d]", r.Index), Issue: r.Error.Message})
+				details = append(details, schemas.FieldIssue{Field: fmt.Sprintf("events[%d]", r.Index), Issue: r.Error.Message})
 			}
 			for _, d := range r.Error.Details {
 				f := fmt.Sprintf("events[%d]", r.Index)
 				if d.Field != "" {
 					f += "." + d.Field
 				}
-				details = append(details, FieldIssue{Field: f, Issue: d.Issue})
+				details = append(details, schemas.FieldIssue{Field: f, Issue: d.Issue})
 			}
 		}
 		writeError(ctx, status, code, fmt.Sprintf("none of the %d events was accepted: %s %s", len(items), details[0].Field, details[0].Issue), details...)
@@ -407,71 +400,23 @@ func (in *ingester) batch(ctx *fasthttp.RequestCtx, p principal) {
 
 // decodeBatch returns the raw events of a batch body {"events": [...]}.
 func decodeBatch(body []byte) ([]json.RawMessage, *requestError) {
-	if items, ok := splitBatch(body); ok {
+	if items, ok := schemas.SplitBatch(body); ok {
 		return items, nil
 	}
-	obj, rerr := decodeObject(body, "events")
+	obj, rerr := decodeObjectDepth(body, schemas.MaxJSONDepth+2, "events") // an event's depth counts from its own object
 	if rerr != nil {
 		return nil, rerr
 	}
 	raw, ok := obj["events"]
 	if !ok || nullValue(raw) {
-		return nil, invalid(FieldIssue{Field: "events", Issue: "is required: an array of 1 to 1000 events"})
+		return nil, invalid(schemas.FieldIssue{Field: "events", Issue: "is required: an array of 1 to 1000 events"})
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, invalid(FieldIssue{Field: "events", Issue: "must be an array of events"})
+		return nil, invalid(schemas.FieldIssue{Field: "events", Issue: "must be an array of events"})
 	}
-	if len(items) == 0 || len(items) > MaxBatchEvents {
-		return nil, invalid(FieldIssue{Field: "events", Issue: fmt.Sprintf("must contain 1 to %d events, got %d", MaxBatchEvents, len(items))})
+	if len(items) == 0 || len(items) > schemas.MaxBatchEvents {
+		return nil, invalid(schemas.FieldIssue{Field: "events", Issue: fmt.Sprintf("must contain 1 to %d events, got %d", schemas.MaxBatchEvents, len(items))})
 	}
 	return items, nil
-}
-
-// splitBatch is decodeBatch for the common case, without decoding the
-// events twice: b is valid JSON of exactly {"events":[...]} with 1 to
-// MaxBatchEvents elements. Anything else returns false and decodeBatch's
-// full decoding answers.
-func splitBatch(b []byte) ([]json.RawMessage, bool) {
-	if !json.Valid(b) {
-		return nil, false
-	}
-	i := skipWS(b, 0)
-	const head = `"events"`
-	if i >= len(b) || b[i] != '{' {
-		return nil, false
-	}
-	i = skipWS(b, i+1)
-	if !bytes.HasPrefix(b[i:], []byte(head)) {
-		return nil, false
-	}
-	i = skipWS(b, i+len(head))
-	if i >= len(b) || b[i] != ':' {
-		return nil, false
-	}
-	i = skipWS(b, i+1)
-	if i >= len(b) || b[i] != '[' {
-		return nil, false
-	}
-	i = skipWS(b, i+1)
-	items := make([]json.RawMessage, 0, 64)
-	for i < len(b) && b[i] != ']' {
-		end := skipValue(b, i)
-		if end < 0 || len(items) == MaxBatchEvents {
-			return nil, false
-		}
-		items = append(items, b[i:end])
-		i = skipWS(b, end)
-		if i < len(b) && b[i] == ',' {
-			i = skipWS(b, i+1)
-		}
-	}
-	if i >= len(b) || len(items) == 0 {
-		return nil, false
-	}
-	i = skipWS(b, i+1)
-	if i >= len(b) || b[i] != '}' || skipWS(b, i+1) != len(b) {
-		return nil, false
-	}
-	return items, true
 }

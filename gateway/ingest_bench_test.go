@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -10,16 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/segmentio/kafka-go"
 	"github.com/valyala/fasthttp"
-
-	"github.com/zaits/webhooks/internal/ops"
-	"github.com/zaits/webhooks/schemas"
 )
 
-// The ingest benchmarks run the real gateway (router off, so the numbers
+// The ingest benchmarks run the real gateway (no router: the numbers
 // are ingestion's) against the real Kafka on this machine; the client runs
 // on the same cores. Targets: ≥ 15,000 single-event requests/s, ≥ 100,000
 // batched events/s, p99 < 20 ms at half those rates (the *AtHalfRate ones).
@@ -59,7 +52,7 @@ func batchBody(n, salt int) []byte {
 
 // BenchmarkIngestSingle: single-event requests from 256 concurrent clients.
 func BenchmarkIngestSingle(b *testing.B) {
-	e := newIngestEnv(b, nil, func(c *Config) { c.Fanout.Disabled = true })
+	e := newIngestEnv(b, nil)
 	c, url := benchClient(e), "http://"+e.g.Addr()+"/v1/events"
 	bodies := make([][]byte, 1000)
 	for i := range bodies {
@@ -79,7 +72,7 @@ func BenchmarkIngestSingle(b *testing.B) {
 
 // BenchmarkIngestBatch: batches of 1,000 events from 8 concurrent clients.
 func BenchmarkIngestBatch(b *testing.B) {
-	e := newIngestEnv(b, nil, func(c *Config) { c.Fanout.Disabled = true })
+	e := newIngestEnv(b, nil)
 	c, url := benchClient(e), "http://"+e.g.Addr()+"/v1/events/batch"
 	bodies := make([][]byte, 16)
 	for i := range bodies {
@@ -128,7 +121,7 @@ func paced(b *testing.B, rate float64, send func(i int)) {
 
 // BenchmarkIngestSingleAtHalfRate: 7,500 single-event requests/s; p99 must stay < 20 ms.
 func BenchmarkIngestSingleAtHalfRate(b *testing.B) {
-	e := newIngestEnv(b, nil, func(c *Config) { c.Fanout.Disabled = true })
+	e := newIngestEnv(b, nil)
 	c, url := benchClient(e), "http://"+e.g.Addr()+"/v1/events"
 	bodies := make([][]byte, 1000)
 	for i := range bodies {
@@ -139,57 +132,11 @@ func BenchmarkIngestSingleAtHalfRate(b *testing.B) {
 
 // BenchmarkIngestBatchAtHalfRate: 50 batches of 1,000 events/s (50,000 events/s); p99 < 20 ms.
 func BenchmarkIngestBatchAtHalfRate(b *testing.B) {
-	e := newIngestEnv(b, nil, func(c *Config) { c.Fanout.Disabled = true })
+	e := newIngestEnv(b, nil)
 	c, url := benchClient(e), "http://"+e.g.Addr()+"/v1/events/batch"
 	bodies := make([][]byte, 16)
 	for i := range bodies {
 		bodies[i] = batchBody(1000, i)
 	}
 	paced(b, 50, func(i int) { do(b, c, url, e.service, bodies[i%16]) })
-}
-
-// BenchmarkRouter: events already on <p>.events (1,000 accounts, two
-// subscribed endpoints each among three) are fanned out; events/s routed.
-func BenchmarkRouter(b *testing.B) {
-	const accounts = 1000
-	e := newIngestEnv(b, nil, func(c *Config) { c.Fanout.Disabled = true })
-	for i := range accounts {
-		acct := fmt.Sprintf("acct_%d", i)
-		e.endpoint(acct, true, "document.*")
-		e.endpoint(acct, true, "*")
-		e.endpoint(acct, true, "ocr.completed")
-	}
-	w := e.kc.NewWriter(e.kc.Topic(schemas.TopicEvents), time.Millisecond)
-	w.BatchSize = 5000
-	defer w.Close()
-	msgs := make([]kafka.Message, 0, 5000)
-	ctx := context.Background()
-	for i := 0; i < b.N; i++ {
-		acct := fmt.Sprintf("acct_%d", i%accounts)
-		msgs = append(msgs, kafka.Message{Key: []byte(acct), Value: fmt.Appendf(nil, `{"id":"evt_%d","type":"document.signed","account_id":"%s","data":{"n":%d}}`, i, acct, i)})
-		if len(msgs) == cap(msgs) || i == b.N-1 {
-			if err := w.WriteMessages(ctx, msgs...); err != nil {
-				b.Fatal(err)
-			}
-			msgs = msgs[:0]
-		}
-	}
-	f := newFanout(e.g.cfg.Fanout, e.kc, e.g.store, newEventCounters(nil), e.g.log, ops.NewRegistry())
-	b.ResetTimer()
-	start := time.Now()
-	f.Start()
-	defer f.Stop(ctx)
-	for counterValue(f.routed) < float64(b.N) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	el := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/el.Seconds(), "events/s")
-	b.ReportMetric(counterValue(f.tasks)/el.Seconds(), "tasks/s")
-}
-
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	c.Write(&m)
-	return m.GetCounter().GetValue()
 }

@@ -22,7 +22,7 @@ type envelope struct {
 	Success bool
 	Error   struct {
 		Code, Message string
-		Details       []FieldIssue
+		Details       []schemas.FieldIssue
 	}
 	Data struct {
 		ID, Status         string
@@ -32,7 +32,7 @@ type envelope struct {
 			Status, ID string
 			Error      *struct {
 				Code    string
-				Details []FieldIssue
+				Details []schemas.FieldIssue
 			}
 		}
 	}
@@ -47,7 +47,7 @@ func decodeEnvelope(t *testing.T, body string) envelope {
 	return v
 }
 
-func fields(d []FieldIssue) string {
+func fields(d []schemas.FieldIssue) string {
 	var out []string
 	for _, x := range d {
 		out = append(out, x.Field)
@@ -57,7 +57,7 @@ func fields(d []FieldIssue) string {
 }
 
 func TestEventRequestRejectsEveryInvalidFieldWithTheEnvelope(t *testing.T) {
-	e := newIngestEnv(t, []string{"acct_a"}, func(c *Config) { c.Fanout.Disabled = true })
+	e := newIngestEnv(t, []string{"acct_a"})
 	big := `{"type":"ocr.completed","account_id":"a","data":{"x":"` + strings.Repeat("x", schemas.MaxEventDataBytes) + `"}}`
 	f := func(token, body string, wantStatus int, wantCode, wantFields string) {
 		t.Helper()
@@ -114,9 +114,9 @@ func TestEventRequestRejectsEveryInvalidFieldWithTheEnvelope(t *testing.T) {
 }
 
 func TestAcceptedEventIsOnTheTopicWhenThe202Arrives(t *testing.T) {
-	e := newIngestEnv(t, []string{"acct_a"}, func(c *Config) { c.Fanout.Disabled = true })
+	e := newIngestEnv(t, []string{"acct_a"})
 	id := e.accept(e.keys["acct_a"], `{"type":"user.credits.low","data":{"left":3}}`)
-	msgs, err := readAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
+	msgs, err := testenv.ReadAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestAcceptedEventIsOnTheTopicWhenThe202Arrives(t *testing.T) {
 }
 
 func TestBatchAnswersOneResultPerEvent(t *testing.T) {
-	e := newIngestEnv(t, []string{"acct_a"}, func(c *Config) { c.Fanout.Disabled = true })
+	e := newIngestEnv(t, []string{"acct_a"})
 	k := e.keys["acct_a"]
 	good := func(id string) string { return `{"id":"` + id + `","type":"ocr.completed","data":{}}` }
 
@@ -151,7 +151,7 @@ func TestBatchAnswersOneResultPerEvent(t *testing.T) {
 			t.Errorf("result %d = index %d %q, want %q", i, r.Index, got, want[i])
 		}
 	}
-	msgs, err := readAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
+	msgs, err := testenv.ReadAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestBatchAnswersOneResultPerEvent(t *testing.T) {
 	f(`{}`, 400, "validation_error", "events")
 	f(`{"events":[],"more":1}`, 400, "validation_error", "more")
 	f(`[`, 400, "invalid_json", "")
-	f(`{"events":[`+strings.Repeat(good("d")+",", MaxBatchEvents)+good("d")+`]}`, 400, "validation_error", "events")
+	f(`{"events":[`+strings.Repeat(good("d")+",", schemas.MaxBatchEvents)+good("d")+`]}`, 400, "validation_error", "events")
 	f(`{"events":["`+strings.Repeat("x", MaxBatchBytes)+`"]}`, 413, "payload_too_large", "")
 }
 
@@ -261,10 +261,7 @@ func TestEventRequestAnswers503WhenKafkaDoesNotAcknowledge(t *testing.T) {
 func TestEventRequestsDuringAKafkaOutage(t *testing.T) {
 	k := testenv.StartKafka(t)
 	t.Setenv("ZAITS_TEST_KAFKA", k.Addr)
-	e := newIngestEnv(t, nil, func(c *Config) {
-		c.Fanout.Disabled = true
-		c.Ingest.Timeout = time.Second
-	})
+	e := newIngestEnv(t, nil, func(c *Config) { c.Ingest.Timeout = time.Second })
 	event := func(n int) string {
 		return fmt.Sprintf(`{"id":"o_%d","type":"ocr.completed","account_id":"acct_%d","data":{}}`, n, n%7)
 	}
@@ -299,7 +296,7 @@ func TestEventRequestsDuringAKafkaOutage(t *testing.T) {
 	k.Start()
 	n = 100
 	testenv.Eventually(t, 90*time.Second, acceptOne)
-	msgs, err := readAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
+	msgs, err := testenv.ReadAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
 	if err != nil {
 		t.Fatal(err)
 	}

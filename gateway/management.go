@@ -42,13 +42,17 @@ func (g *Gateway) initManagement() error {
 		g.log.Warn("no API keys configured (gateway.api-keys): every management request will answer 401; mint one with `zaits mint-key -account <id>`")
 	}
 	g.limiter = newLimiter(g.cfg.RateLimit, g.cfg.RateBurst)
+	g.authFailures = newAuthFailures(g.cfg.Limits.AuthFailureRate, g.cfg.Limits.AuthFailureBurst)
+	g.authRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "zaits_gateway_auth_refused_total",
+		Help: "Requests refused for their key, by answer: 401 (missing or wrong), 429 (the client address is over -gateway.auth-failure-rate)."}, []string{"answer"})
 	g.apiRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "zaits_gateway_api_requests_total", Help: "Management API requests by route and answer status."}, []string{"route", "status"})
 	g.apiSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "zaits_gateway_api_request_seconds", Help: "Management API request duration by route.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"})
 	if g.reg != nil {
-		g.reg.MustRegister(g.apiRequests, g.apiSeconds)
+		g.reg.MustRegister(g.apiRequests, g.apiSeconds, g.authRefused)
 	}
 
 	var dc dispatcher.ClientConfig

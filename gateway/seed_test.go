@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -58,11 +57,8 @@ func seedExamples(t *testing.T) []seedExample {
 func startAnalyticsConfig(t *testing.T, kc *broker.Config) *analytics.Config {
 	t.Helper()
 	_, db := testenv.ClickHouse(t)
-	cfg := analytics.Config{Kafka: kc}
-	cfg.RegisterFlags(flag.NewFlagSet("analytics", flag.ContinueOnError))
-	cfg.ClickHouseAddr, cfg.ClickHouseDatabase, cfg.OpsListen = testenv.ClickHouseAddr(), db, "127.0.0.1:0"
-	cfg.BatchInterval = 100 * time.Millisecond
-	return &cfg
+	return &analytics.Config{Kafka: kc, ClickHouseAddr: testenv.ClickHouseAddr(), ClickHouseDatabase: db, OpsListen: "127.0.0.1:0",
+		BatchInterval: 100 * time.Millisecond}
 }
 
 // startAnalytics runs the analytics component (attempts → ClickHouse) for

@@ -96,7 +96,7 @@ func (g *Gateway) sendTest(e *endpoint.Entry, eventType string) (testResult, err
 		DeliveryID: deliveryID, EventID: eventID, EventType: eventType, AccountID: e.AccountID, EndpointID: e.ID,
 		Attempt: 1, Outcome: schemas.OutcomeSuccess, HTTPStatus: r.Status, LatencyMS: r.Latency.Milliseconds(),
 		ErrorCode: r.ErrCode, ResponseExcerpt: r.Excerpt, EventCreated: now.Unix(),
-		AcceptedAt: now, AttemptedAt: now, Test: true,
+		AcceptedAt: now, AttemptedAt: now, Test: true, EventPartition: -1, EventOffset: -1,
 	}
 	if r.Status > 0 {
 		s := r.Status

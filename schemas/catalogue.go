@@ -23,6 +23,10 @@ var Catalogue = mustCatalogue()
 // TestEventType is the type of the sample event sent by the test endpoint.
 const TestEventType = "test"
 
+// EventEndpointDisabled is the system's own event: an endpoint of the
+// account was disabled (it answered 410 Gone, or failed for days).
+const EventEndpointDisabled = "webhook.endpoint.disabled"
+
 func mustCatalogue() []EventType {
 	var v struct {
 		Events []EventType `json:"events"`

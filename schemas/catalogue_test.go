@@ -2,9 +2,12 @@ package schemas
 
 import "testing"
 
-func TestCatalogueIsTheSeeds(t *testing.T) {
+// The catalogue is the seed's nine types in the seed's order, then the
+// system's own: webhook.endpoint.disabled (an endpoint was auto-disabled).
+func TestCatalogueIsTheSeedsThenOurs(t *testing.T) {
 	want := []string{"document.signed", "document.completed", "document.expired", "face.verified",
-		"face.liveness.detected", "ocr.completed", "ocr.id.extracted", "user.credits.low", "api.rate.limited"}
+		"face.liveness.detected", "ocr.completed", "ocr.id.extracted", "user.credits.low", "api.rate.limited",
+		"webhook.endpoint.disabled"}
 	if len(Catalogue) != len(want) {
 		t.Fatalf("%d types, want %d", len(Catalogue), len(want))
 	}

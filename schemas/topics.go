@@ -16,6 +16,7 @@ const (
 	TopicDead          = "dead"      // key: endpoint id; tasks that failed every attempt
 	TopicAttempts      = "attempts"  // key: endpoint id; one record per attempt
 	TopicEndpoints     = "endpoints" // compacted; key: endpoint id; tombstone = deleted
+	TopicJobs          = "jobs"      // compacted; key: job id; value: Job JSON (recovery jobs and their progress)
 )
 
 // RetryTopics are the delay tiers in the order a failing task passes them.
@@ -39,6 +40,7 @@ var AllTopics = []TopicSpec{
 	{Name: TopicDead},
 	{Name: TopicAttempts},
 	{Name: TopicEndpoints, Compacted: true},
+	{Name: TopicJobs, Compacted: true},
 }
 
 // Topic returns the full topic name for prefix and name.

@@ -181,6 +181,14 @@ type deliveryPlan struct {
 	// done, when set, must also hold before the drain ends (failures: every
 	// attempt made), given the report and the endpoint names.
 	done func(rp receiver.Report, names []string) bool
+	// alongside, when set, runs from the end of the warm-up on, beside the
+	// live traffic (recovery: a job and the wait for its deliveries); the
+	// measured window ends when it returns, or after limit. Its error is
+	// deliver's, after the drain.
+	alongside func(ctx context.Context) error
+	// limit bounds the measured window of a run with alongside (default
+	// the suite's -bench.duration).
+	limit time.Duration
 }
 
 // deliver registers the endpoints, proves routing works with a probe event,
@@ -260,6 +268,10 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 
 	// Publish; the receiver's deliveries are sampled every second.
 	sc := env.Config
+	window := sc.Duration
+	if plan.alongside != nil && plan.limit > 0 {
+		window = plan.limit
+	}
 	var next int64 = 1
 	var mu sync.Mutex // one publisher, but keep seq handout obviously safe
 	started := time.Now()
@@ -286,10 +298,29 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 		}
 		return len(accepted) * len(names), nil
 	}
-	stats, err := load.Run(ctx, load.Plan{
+	loadCtx, endLoad := context.WithCancel(ctx)
+	defer endLoad()
+	alongside := make(chan error, 1)
+	if plan.alongside != nil {
+		actx, cancel := context.WithDeadline(ctx, measureFrom.Add(window))
+		go func() {
+			defer cancel()
+			select {
+			case <-time.After(time.Until(measureFrom)):
+				alongside <- plan.alongside(actx)
+			case <-actx.Done():
+				alongside <- actx.Err()
+			}
+			endLoad() // the measured window is the time alongside ran
+		}()
+	} else {
+		alongside <- nil
+	}
+	stats, err := load.Run(loadCtx, load.Plan{
 		Name: plan.name, Concurrency: 1, Rate: plan.rate / float64(plan.batch),
-		Warmup: sc.Warmup, Duration: sc.Duration, Progress: env.Progress, Unit: "deliveries offered",
+		Warmup: sc.Warmup, Duration: window, Progress: env.Progress, Unit: "deliveries offered",
 	}, op)
+	alongsideErr := <-alongside
 	if err != nil {
 		tl.stop()
 		return nil, err
@@ -315,9 +346,9 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 	m.Units = tl.deliveredBetween(measureFrom, measureEnd)
 	m.UnitsPerSecond = float64(m.Units) / stats.Duration.Seconds()
 	if !drained {
-		return m, fmt.Errorf("%w %s after publishing stopped (no request for %s, or %s in all; counts as of then)", errNotDrained, time.Since(drainStart).Round(time.Second), plan.drain, 4*plan.drain)
+		return m, errors.Join(alongsideErr, fmt.Errorf("%w %s after publishing stopped (no request for %s, or %s in all; counts as of then)", errNotDrained, time.Since(drainStart).Round(time.Second), plan.drain, 4*plan.drain))
 	}
-	return m, nil
+	return m, alongsideErr
 }
 
 // endpointName is the receiver name of endpoint i of a run.
@@ -366,6 +397,8 @@ type publisher struct {
 	target *suite.Target
 	run    string
 	client *fasthttp.Client
+	// eventType is the type of the events; default EventType.
+	eventType string
 }
 
 // publish posts the events with sequence numbers seqs and returns the ones
@@ -376,7 +409,11 @@ func (p *publisher) publish(ctx context.Context, seqs []int64) ([]int64, error) 
 		if i > 0 {
 			body = append(body, ',')
 		}
-		v, err := json.Marshal(NewEvent("evt_"+p.run+"_"+strconv.FormatInt(s, 10), p.target.Account, s))
+		ev := NewEvent("evt_"+p.run+"_"+strconv.FormatInt(s, 10), p.target.Account, s)
+		if p.eventType != "" {
+			ev.Type = p.eventType
+		}
+		v, err := json.Marshal(ev)
 		if err != nil {
 			return nil, err
 		}
@@ -434,7 +471,9 @@ type timeline struct {
 
 func newTimeline(rcv *receiver.Receiver, start time.Time, warmup time.Duration) *timeline {
 	t := &timeline{rcv: rcv, start: start, warmup: warmup, done: make(chan struct{})}
-	t.counts, t.times = []int64{rcv.Delivered()}, []time.Time{start}
+	// The first interval starts when sampling does, which may be after start
+	// (a recovery job's line drawn on its live run's time axis).
+	t.counts, t.times = []int64{rcv.Delivered()}, []time.Time{time.Now()}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()

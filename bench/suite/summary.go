@@ -16,8 +16,12 @@ func (su *Suite) PrintSummary(w io.Writer) {
 	for _, r := range su.Results {
 		for _, m := range r.Runs {
 			l := m.Latency
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", r.Scenario, m.Name, m.Mode, m.Concurrency,
-				load.Thousands(m.UnitsPerSecond), m.Unit, m.Errors, msf(l.P50), msf(l.P90), msf(l.P99), msf(l.P999), msf(l.Max))
+			lat := fmt.Sprintf("%.2f\t%.2f\t%.2f\t%.2f\t%.2f", msf(l.P50), msf(l.P90), msf(l.P99), msf(l.P999), msf(l.Max))
+			if l.Count == 0 { // no timed requests (a recovery job's run)
+				lat = "—\t—\t—\t—\t—"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t\n", r.Scenario, m.Name, m.Mode, m.Concurrency,
+				load.Thousands(m.UnitsPerSecond), m.Unit, m.Errors, lat)
 		}
 	}
 	tw.Flush()

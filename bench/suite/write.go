@@ -74,7 +74,9 @@ func (su *Suite) charts() map[string]string {
 			if n := len(m.Timeline); n > 0 {
 				last = math.Max(last, m.Timeline[n-1].T)
 			}
-			lat = append(lat, percentileSeries(m.Name+": request", m.Latency))
+			if m.Latency.Count > 0 { // a recovery job's run has no requests of its own
+				lat = append(lat, percentileSeries(m.Name+": request", m.Latency))
+			}
 			if m.ReceiverLatency != nil && m.ReceiverLatency.Count > 0 {
 				lat = append(lat, percentileSeries(m.Name+": to receipt", *m.ReceiverLatency))
 			}
@@ -211,9 +213,13 @@ func (su *Suite) markdown(charts map[string]string) string {
 					target = load.Thousands(m.TargetRate)
 				}
 				l := m.Latency
-				fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s %s/s | %s | %d | %s | %s | %s | %s | %s |\n",
+				lat := []string{ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max)}
+				if l.Count == 0 { // no timed requests (a recovery job's run)
+					lat = []string{"—", "—", "—", "—", "—"}
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %d | %s | %s %s/s | %s | %d | %s |\n",
 					m.Name, cell(m.Path), m.Mode, m.Concurrency, target, load.Thousands(m.UnitsPerSecond), m.Unit,
-					load.Thousands(m.OpsPerSecond), m.Errors, ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max))
+					load.Thousands(m.OpsPerSecond), m.Errors, strings.Join(lat, " | "))
 			}
 			for _, m := range r.Runs {
 				if m.FirstError != "" {

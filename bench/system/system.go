@@ -86,7 +86,7 @@ func Start(ctx context.Context, cfg Config) (*System, error) {
 	if _, err := os.Stat(cfg.Binary); err != nil {
 		return nil, fmt.Errorf("zaits binary: %w (build it with `make build`)", err)
 	}
-	ports, err := freePorts(4)
+	ports, err := freePorts(5)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +117,7 @@ func Start(ctx context.Context, cfg Config) (*System, error) {
 		"-gateway.ops-listen=" + ports[1],
 		"-dispatcher.ops-listen=" + ports[2],
 		"-analytics.ops-listen=" + ports[3],
+		"-router.ops-listen=" + ports[4],
 		"-gateway.api-keys=" + keyEntry,
 		"-gateway.service-tokens=" + tokenEntry,
 		"-gateway.allow-http", "-gateway.allow-private",
@@ -192,6 +193,9 @@ func (s *System) waitReady(ctx context.Context, timeout time.Duration, ops []str
 		}
 	}
 }
+
+// Pid is the process id of the running zaits (to sample its memory).
+func (s *System) Pid() int { return s.cmd.Process.Pid }
 
 // Stop stops the process (SIGTERM, then SIGKILL when ctx ends) and removes
 // its topics and database.

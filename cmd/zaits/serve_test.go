@@ -24,13 +24,14 @@ func TestAllFollowsKafkaAndStopsOnSignal(t *testing.T) {
 		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 	}
 	args := []string{
 		"-dev", "-log.level=warn",
 		"-kafka.brokers=" + k.Addr, "-kafka.topic-prefix=serve-" + broker.RandomSuffix(6),
 		"-clickhouse.addr=" + testenv.ClickHouseAddr(), "-clickhouse.database=" + db,
 		fmt.Sprintf("-gateway.listen=127.0.0.1:%d", testenv.FreePort(t)),
-		"-gateway.ops-listen=" + ops[0], "-dispatcher.ops-listen=" + ops[1], "-analytics.ops-listen=" + ops[2],
+		"-gateway.ops-listen=" + ops[0], "-dispatcher.ops-listen=" + ops[1], "-analytics.ops-listen=" + ops[2], "-router.ops-listen=" + ops[3],
 		"-shutdown-timeout=8s",
 	}
 	done := make(chan int, 1)

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -85,6 +87,7 @@ var ErrPartitionMismatch = errors.New("partition count differs from configuratio
 // It is idempotent. A partition mismatch is permanent: keys map to partitions,
 // so silently using a different count would break per-endpoint ordering.
 func EnsureTopics(ctx context.Context, cfg *Config) error {
+	cfg = Defaulted(cfg)
 	cl := cfg.Client()
 	want := map[string]int{}
 	var topics []kafka.TopicConfig
@@ -92,6 +95,10 @@ func EnsureTopics(ctx context.Context, cfg *Config) error {
 		name := cfg.Topic(t.Name)
 		want[name] = cfg.Partitions[t.Name]
 		tc := kafka.TopicConfig{Topic: name, NumPartitions: cfg.Partitions[t.Name], ReplicationFactor: cfg.ReplicationFactor}
+		if !t.Compacted {
+			tc.ConfigEntries = append(tc.ConfigEntries,
+				kafka.ConfigEntry{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(cfg.Retention[t.Name].Milliseconds(), 10)})
+		}
 		if t.Compacted {
 			tc.ConfigEntries = append(tc.ConfigEntries,
 				kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"},
@@ -135,10 +142,8 @@ func verifyPartitions(ctx context.Context, cfg *Config, cl *kafka.Client, want m
 		if pending == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !retry.Sleep(ctx, 50*time.Millisecond) {
 			return fmt.Errorf("partitions not served yet (%v): %w", pending, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -201,19 +206,17 @@ func unservedPartitions(ctx context.Context, cfg *Config, cl *kafka.Client, name
 func WaitAndEnsureTopics(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartupTimeout)
 	defer cancel()
-	backoff := 200 * time.Millisecond
+	backoff := retry.Backoff{Min: 200 * time.Millisecond}
 	for {
 		err := EnsureTopics(ctx, cfg)
 		if err == nil || errors.Is(err, ErrPartitionMismatch) {
 			return err
 		}
-		log.Warn("kafka not ready for topic provisioning, retrying", "brokers", cfg.Brokers, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		wait := backoff.Next()
+		log.Warn("kafka not ready for topic provisioning, retrying", "brokers", cfg.Brokers, "err", err, "retry_in", wait)
+		if !retry.Sleep(ctx, wait) {
 			return fmt.Errorf("kafka at %s not ready within %s: %w", cfg.Brokers, cfg.StartupTimeout, err)
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
@@ -272,18 +275,15 @@ func Offsets(ctx context.Context, cl *kafka.Client, topic string) (first, last m
 	// A broker that just started (or a topic just created) can drop the
 	// connection or answer "not leader" for a moment: retry for a bounded time.
 	deadline := time.Now().Add(15 * time.Second)
-	backoff := 50 * time.Millisecond
+	backoff := retry.Backoff{Min: 50 * time.Millisecond, Max: time.Second}
 	for {
 		first, last, err = offsets(ctx, cl, topic)
 		if err == nil || time.Now().After(deadline) {
 			return first, last, err
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return nil, nil, err
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second)
 	}
 }
 

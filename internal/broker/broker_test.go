@@ -56,6 +56,24 @@ func TestEnsureTopicsCreatesCompactedTopicsIdempotently(t *testing.T) {
 	}
 	f(cfg.Topic(schemas.TopicEndpoints), "compact")
 	f(cfg.Topic(schemas.TopicDeliveries), "delete")
+	f(cfg.Topic(schemas.TopicJobs), "compact")
+
+	// Retention is set explicitly, not left to the broker's default.
+	g := func(topic, want string) {
+		t.Helper()
+		resp, err := cl.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := resp.Resources[0].ConfigEntries[0]
+		if e.ConfigValue != want || e.IsDefault {
+			t.Errorf("%s: retention.ms=%s (default %v), want %s set on the topic", topic, e.ConfigValue, e.IsDefault, want)
+		}
+	}
+	g(cfg.Topic(schemas.TopicEvents), "2592000000")
+	g(cfg.Topic(schemas.TopicDead), "2592000000")
+	g(cfg.Topic(schemas.TopicDeliveries), "604800000")
 }
 
 func TestEnsureTopicsRefusesPartitionMismatch(t *testing.T) {

@@ -12,11 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zaits/webhooks/internal/flagenv"
 	"github.com/zaits/webhooks/schemas"
 )
 
-// Config is the Kafka configuration shared by every component.
-// The zero value is not usable; RegisterFlags sets the documented defaults.
+// Config is the Kafka configuration shared by every component. A zero field
+// means its documented default (WithDefaults is the one place they are
+// written); a topic missing from Partitions has its default count.
 type Config struct {
 	// Brokers is a comma-separated list of bootstrap addresses. Default 127.0.0.1:9092.
 	Brokers string
@@ -28,6 +30,11 @@ type Config struct {
 	// Partitions per topic name (without prefix). Defaults suit one 2-core
 	// machine; keys decide partitions, so counts are fixed once topics exist.
 	Partitions map[string]int
+	// Retention per topic name (without prefix) of the topics that delete
+	// by time, set as retention.ms when the topic is created: the event log
+	// and the dead letters keep 30 days (resend, recover, replay and redrive
+	// read them), the rest 7 days. A topic missing has its default.
+	Retention map[string]time.Duration
 	// DialTimeout bounds connecting to a broker. Default 3s.
 	DialTimeout time.Duration
 	// StartupTimeout bounds waiting for Kafka at start-up. Default 60s.
@@ -47,20 +54,84 @@ func DefaultPartitions() map[string]int {
 		schemas.TopicDead:          4,
 		schemas.TopicAttempts:      8,
 		schemas.TopicEndpoints:     1,
+		schemas.TopicJobs:          4,
 	}
+}
+
+// DefaultRetention is how long each time-retained topic keeps its messages.
+func DefaultRetention() map[string]time.Duration {
+	const day = 24 * time.Hour
+	return map[string]time.Duration{
+		schemas.TopicEvents:        30 * day,
+		schemas.TopicEventsInvalid: 30 * day,
+		schemas.TopicDeliveries:    7 * day,
+		schemas.TopicRetry1m:       7 * day,
+		schemas.TopicRetry5m:       7 * day,
+		schemas.TopicRetry30m:      7 * day,
+		schemas.TopicRetry2h:       7 * day,
+		schemas.TopicDead:          30 * day,
+		schemas.TopicAttempts:      7 * day,
+	}
+}
+
+// WithDefaults returns a copy of c with every zero field set to its default
+// (Partitions is copied, with the default count for each missing topic).
+func (c Config) WithDefaults() Config {
+	flagenv.Default(&c.Brokers, "127.0.0.1:9092")
+	flagenv.Default(&c.TopicPrefix, "zaits")
+	flagenv.Default(&c.ReplicationFactor, 1)
+	flagenv.Default(&c.DialTimeout, 3*time.Second)
+	flagenv.Default(&c.StartupTimeout, 60*time.Second)
+	parts := DefaultPartitions()
+	for k, v := range c.Partitions {
+		parts[k] = v
+	}
+	c.Partitions = parts
+	ret := DefaultRetention()
+	for k, v := range c.Retention {
+		ret[k] = v
+	}
+	c.Retention = ret
+	return c
 }
 
 // RegisterFlags registers the kafka.* flags with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Brokers, "kafka.brokers", "127.0.0.1:9092", "comma-separated Kafka bootstrap brokers")
-	fs.StringVar(&c.TopicPrefix, "kafka.topic-prefix", "zaits", "prefix of every topic name (<prefix>.events, ...)")
-	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", 1, "replication factor of created topics (3 in production)")
-	fs.DurationVar(&c.DialTimeout, "kafka.dial-timeout", 3*time.Second, "timeout for connecting to a broker")
-	fs.DurationVar(&c.StartupTimeout, "kafka.startup-timeout", 60*time.Second, "how long to wait for Kafka at start-up")
-	c.Partitions = DefaultPartitions()
+	d := Config{}.WithDefaults()
+	fs.StringVar(&c.Brokers, "kafka.brokers", d.Brokers, "comma-separated Kafka bootstrap brokers")
+	fs.StringVar(&c.TopicPrefix, "kafka.topic-prefix", d.TopicPrefix, "prefix of every topic name (<prefix>.events, ...)")
+	fs.IntVar(&c.ReplicationFactor, "kafka.replication-factor", d.ReplicationFactor, "replication factor of created topics (3 in production)")
+	fs.DurationVar(&c.DialTimeout, "kafka.dial-timeout", d.DialTimeout, "timeout for connecting to a broker")
+	fs.DurationVar(&c.StartupTimeout, "kafka.startup-timeout", d.StartupTimeout, "how long to wait for Kafka at start-up")
+	c.Partitions, c.Retention = d.Partitions, d.Retention
 	for _, t := range schemas.AllTopics {
 		fs.Var(partitionsValue{c.Partitions, t.Name}, "kafka.partitions."+t.Name, "partitions of <prefix>."+t.Name)
+		if !t.Compacted {
+			fs.Var(retentionValue{c.Retention, t.Name}, "kafka.retention."+t.Name, "how long <prefix>."+t.Name+" keeps messages (retention.ms, set when the topic is created)")
+		}
 	}
+}
+
+// retentionValue is the flag.Value of one topic's entry in Config.Retention.
+type retentionValue struct {
+	m    map[string]time.Duration
+	name string
+}
+
+func (v retentionValue) String() string {
+	if v.m == nil {
+		return ""
+	}
+	return v.m[v.name].String()
+}
+
+func (v retentionValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	v.m[v.name] = d
+	return nil
 }
 
 // partitionsValue is the flag.Value of one topic's entry in Config.Partitions.
@@ -87,8 +158,11 @@ func (v partitionsValue) Set(s string) error {
 
 var prefixRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,100}$`)
 
-// Validate reports every problem with the configuration at once.
+// Validate reports every problem with the configuration at once (zero
+// values stand for the defaults).
 func (c *Config) Validate() error {
+	d := c.WithDefaults()
+	c = &d
 	var errs []error
 	if len(c.BrokerList()) == 0 {
 		errs = append(errs, errors.New("kafka.brokers: at least one broker address is required"))
@@ -107,6 +181,11 @@ func (c *Config) Validate() error {
 	if c.DialTimeout <= 0 {
 		errs = append(errs, errors.New("kafka.dial-timeout: must be positive"))
 	}
+	for _, t := range schemas.AllTopics {
+		if r := c.Retention[t.Name]; !t.Compacted && (r < time.Hour || r > 10*365*24*time.Hour) {
+			errs = append(errs, fmt.Errorf("kafka.retention.%s: must be 1h..10y, got %s", t.Name, r))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -123,3 +202,13 @@ func (c *Config) BrokerList() []string {
 
 // Topic returns the full name of topic name under this configuration's prefix.
 func (c *Config) Topic(name string) string { return schemas.Topic(c.TopicPrefix, name) }
+
+// Defaulted returns a pointer to a copy of c with its defaults, or nil for
+// a nil c: what each component's configuration keeps.
+func Defaulted(c *Config) *Config {
+	if c == nil {
+		return nil
+	}
+	d := c.WithDefaults()
+	return &d
+}

@@ -21,6 +21,15 @@
 // and learns whether it was accepted. A rejected writer gets ErrConflict
 // (the API answers 409) and re-publishes the winning state as a repair copy,
 // so that after compaction the last record of the key is the winner's.
+//
+// Positions. The store exposes how far its view has read (Applied, per
+// partition the offset after the last record), the topic's end offsets as
+// read after a call (Latest, one ListOffsets shared by concurrent callers)
+// and a wait for the view to reach a position (WaitApplied, woken by each
+// applied record). A write's answer implies its record lies before the end
+// offsets any later Latest returns, so WaitApplied(Latest()) makes a view
+// show every write answered before, by any instance: the router's causal
+// routing.
 package endpoint
 
 import (
@@ -39,6 +48,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -46,6 +56,10 @@ import (
 var (
 	ErrNotFound = errors.New("endpoint not found")
 	ErrConflict = errors.New("endpoint was changed concurrently")
+	// ErrRotationInProgress refuses a rotation while the secret replaced by
+	// the previous one still signs: an endpoint has at most two live
+	// secrets, so a delivery is signed at most twice.
+	ErrRotationInProgress = errors.New("the previous secret is still in its rotation overlap")
 )
 
 // Entry is one endpoint as the store holds it: the stored record plus its
@@ -101,8 +115,9 @@ type accountCache struct {
 }
 
 // Store is the in-memory view of <p>.endpoints plus the write path.
-//
-// Lock order: mu is never held while calling Kafka or waiting on a channel.
+// Locks: mu (read) may be held while taking an accountCache's mu, never the
+// reverse; mu is never held while calling Kafka or waiting on a channel
+// (internal/locksordering.txt).
 type Store struct {
 	cfg    Config
 	kafka  *broker.Config
@@ -110,6 +125,11 @@ type Store struct {
 	cipher *Cipher
 	log    *slog.Logger
 	writer *kafka.Writer
+	events *kafka.Writer // webhook.endpoint.disabled events (Disable)
+	client *kafka.Client // end offsets (Latest)
+
+	progress progress // applied position, set up by Start
+	latest   latest
 
 	mu        sync.RWMutex
 	byID      map[string]*Entry
@@ -122,11 +142,13 @@ type Store struct {
 
 	applied   prometheus.Counter
 	rejected  prometheus.Counter
+	disabled  *prometheus.CounterVec
 	endpoints prometheus.GaugeFunc
 }
 
 // NewStore returns a store over <prefix>.endpoints; Start fills it.
 func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+	cfg = cfg.withDefaults()
 	c, err := NewCipher(string(cfg.EncryptionKey), cfg.Dev)
 	if err != nil {
 		return nil, err
@@ -135,6 +157,8 @@ func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Re
 	s := &Store{
 		cfg: cfg, kafka: kc, topic: topic, cipher: c, log: log,
 		writer:    kc.NewWriter(topic, time.Millisecond),
+		events:    kc.NewWriter(kc.Topic(schemas.TopicEvents), time.Millisecond),
+		client:    kc.Client(),
 		byID:      map[string]*Entry{},
 		byAccount: map[string]*account{},
 		deleted:   map[string]bool{},
@@ -143,6 +167,8 @@ func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Re
 			Name: "zaits_endpoints_records_applied_total", Help: "Records of the endpoints topic applied to the in-memory view."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "zaits_endpoints_records_rejected_total", Help: "Records of the endpoints topic rejected as losers of a concurrent write."}),
+		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zaits_endpoints_disabled_total", Help: "Endpoints this process disabled, by reason (gone: a 410 answer; failing: every attempt failed for the configured period)."}, []string{"reason"}),
 	}
 	s.endpoints = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "zaits_endpoints", Help: "Endpoints in the in-memory view."}, func() float64 {
@@ -151,7 +177,7 @@ func NewStore(cfg Config, kc *broker.Config, log *slog.Logger, reg prometheus.Re
 		return float64(len(s.byID))
 	})
 	if reg != nil {
-		reg.MustRegister(s.applied, s.rejected, s.endpoints)
+		reg.MustRegister(s.applied, s.rejected, s.disabled, s.endpoints)
 	}
 	return s, nil
 }
@@ -163,6 +189,10 @@ func (s *Store) Start(ctx context.Context) error {
 	first, last, err := broker.Offsets(ctx, s.kafka.Client(), s.topic)
 	if err != nil {
 		return fmt.Errorf("endpoint store: %w", err)
+	}
+	s.progress.applied = make([]atomic.Int64, len(last))
+	for p := range s.progress.applied {
+		s.progress.applied[p].Store(first[p]) // nothing before the first offset is left to read
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -208,10 +238,8 @@ func (s *Store) follow(ctx context.Context, r *kafka.Reader, partition int, hwm 
 				return
 			}
 			s.log.Warn("endpoint store: fetch failed, retrying", "partition", partition, "err", err)
-			select {
-			case <-ctx.Done():
+			if !retry.Sleep(ctx, time.Second) {
 				return
-			case <-time.After(time.Second):
 			}
 			continue
 		}
@@ -245,6 +273,9 @@ func (s *Store) apply(m kafka.Message) {
 		} else {
 			s.rejected.Inc()
 		}
+		// The position moves before the writer hears its verdict: a
+		// write's answer implies Applied covers it.
+		s.progress.advance(m.Partition, m.Offset+1)
 		s.mu.Lock()
 		w := s.waiters[rev]
 		delete(s.waiters, rev)
@@ -331,7 +362,10 @@ func (s *Store) Stop() error {
 		s.cancel()
 	}
 	s.wg.Wait()
-	return s.writer.Close()
+	if t, ok := s.client.Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
+	return errors.Join(s.writer.Close(), s.events.Close())
 }
 
 // Get returns the endpoint with id, of any account.
@@ -468,7 +502,9 @@ func (s *Store) Update(ctx context.Context, account, id string, expectedVersion 
 
 // Rotate gives the endpoint a new secret, returned in clear once; the
 // previous current secret keeps signing for the configured overlap, and
-// secrets whose overlap has ended are dropped.
+// secrets whose overlap has ended are dropped. While a replaced secret is
+// still in its overlap, Rotate refuses with ErrRotationInProgress (retire
+// it first: RetirePrevious).
 func (s *Store) Rotate(ctx context.Context, account, id string) (*Entry, string, error) {
 	plain := NewSecret()
 	now := time.Now().UTC()
@@ -477,10 +513,10 @@ func (s *Store) Rotate(ctx context.Context, account, id string) (*Entry, string,
 		kept := []schemas.Secret{{Ciphertext: s.cipher.Seal(id, []byte(plain))}}
 		for _, old := range ep.Secrets {
 			switch {
+			case old.ExpiresAt != nil && now.Before(*old.ExpiresAt):
+				return fmt.Errorf("%w until %s", ErrRotationInProgress, old.ExpiresAt.UTC().Format(time.RFC3339))
 			case old.ExpiresAt == nil && s.cfg.RotationOverlap > 0:
 				old.ExpiresAt = &exp
-				kept = append(kept, old)
-			case old.ExpiresAt != nil && now.Before(*old.ExpiresAt):
 				kept = append(kept, old)
 			}
 		}
@@ -491,6 +527,30 @@ func (s *Store) Rotate(ctx context.Context, account, id string) (*Entry, string,
 		return nil, "", err
 	}
 	return e, plain, nil
+}
+
+// RetirePrevious ends a rotation's overlap at once: the replaced secret
+// stops signing, and X-Zaits-Signature carries the current secret's
+// signature from the next delivery on. Without a replaced secret in its
+// overlap it changes nothing.
+func (s *Store) RetirePrevious(ctx context.Context, account, id string) (*Entry, error) {
+	cur, ok := s.GetForAccount(account, id)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	if len(cur.SigningSecrets(time.Now())) < 2 {
+		return cur, nil
+	}
+	return s.Update(ctx, account, id, 0, func(ep *schemas.Endpoint) error {
+		var kept []schemas.Secret
+		for _, sec := range ep.Secrets {
+			if sec.ExpiresAt == nil {
+				kept = append(kept, sec)
+			}
+		}
+		ep.Secrets = kept
+		return nil
+	})
 }
 
 // Delete writes a tombstone for the account's endpoint id. If

@@ -209,6 +209,39 @@ func TestRotationKeepsOldSecretForTheOverlap(t *testing.T) {
 	if got := r.SigningSecrets(now.Add(3 * time.Second)); len(got) != 1 || string(got[0]) != fresh {
 		t.Fatalf("after overlap: %q, want [%q]", got, fresh)
 	}
+
+	// At most two live secrets: a rotation during the overlap is refused
+	// and changes nothing; retiring the previous secret allows the next.
+	if _, _, err := s.Rotate(ctx(t), "acct", e.ID); !errors.Is(err, ErrRotationInProgress) {
+		t.Fatalf("rotation during the overlap: %v, want ErrRotationInProgress", err)
+	}
+	if cur, _ := s.Get(e.ID); cur.Version != r.Version {
+		t.Fatalf("a refused rotation wrote version %d", cur.Version)
+	}
+	r, err = s.RetirePrevious(ctx(t), "acct", e.ID)
+	if err != nil || len(r.SigningSecrets(time.Now())) != 1 || len(r.Secrets) != 1 {
+		t.Fatalf("retire: %v, %d secrets", err, len(r.Secrets))
+	}
+	for range 3 {
+		if _, _, err := s.Rotate(ctx(t), "acct", e.ID); err != nil {
+			t.Fatal(err)
+		}
+		if r, err = s.RetirePrevious(ctx(t), "acct", e.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.Secrets) != 1 {
+		t.Fatalf("%d stored secrets after retired rotations, want 1", len(r.Secrets))
+	}
+	// Once the overlap ended, a rotation needs no retiring.
+	time.Sleep(2100 * time.Millisecond) // the 2 s overlap of this store, not a wait for a result
+	if _, _, err := s.Rotate(ctx(t), "acct", e.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if r, _, err = s.Rotate(ctx(t), "acct", e.ID); err != nil || len(r.Secrets) != 2 {
+		t.Fatalf("rotation after the overlap: %v, %d stored secrets, want 2 (the expired one dropped)", err, len(r.Secrets))
+	}
 }
 
 func TestSecretsAreEncryptedAtRest(t *testing.T) {

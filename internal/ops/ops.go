@@ -14,7 +14,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,7 +51,7 @@ func New(addr string, g prometheus.Gatherer, log *slog.Logger) *Server {
 	})
 	mux.HandleFunc("/readyz", s.readyz)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -114,6 +116,40 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// cmdline is pprof's /debug/pprof/cmdline with every flag value
+// redacted: flags carry secrets (-endpoints.encryption-key,
+// -clickhouse.password). The program, its subcommand and the flag names
+// stay.
+func cmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, strings.Join(RedactArgs(os.Args), "\x00"))
+}
+
+// RedactArgs returns args with every flag value replaced by [redacted]:
+// "-name=value" keeps its name, a separate value is replaced whole; the
+// program and a subcommand before the first flag stay.
+func RedactArgs(args []string) []string {
+	out := make([]string, len(args))
+	flags := false
+	for i, a := range args {
+		switch {
+		case i == 0 || !flags && !strings.HasPrefix(a, "-"):
+			out[i] = a
+		case strings.HasPrefix(a, "-"):
+			flags = true
+			if name, _, ok := strings.Cut(a, "="); ok {
+				out[i] = name + "=[redacted]"
+			} else {
+				out[i] = a
+			}
+		default:
+			out[i] = "[redacted]"
+		}
+	}
+	return out
 }
 
 // Start binds the listening socket and serves in the background.

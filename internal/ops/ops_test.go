@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -67,4 +68,31 @@ func TestEndpoints(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// /debug/pprof/cmdline shows the command line with every flag value
+// redacted: no secret given as a flag reaches the debug output.
+func TestCmdlineRedactsFlagValues(t *testing.T) {
+	got := RedactArgs([]string{"zaits", "all", "-dev", "-endpoints.encryption-key=S3CRET", "-clickhouse.password", "PW", "--log.level=debug", "x"})
+	want := []string{"zaits", "all", "-dev", "-endpoints.encryption-key=[redacted]", "-clickhouse.password", "[redacted]", "--log.level=[redacted]", "[redacted]"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("%q, want %q", got, want)
+	}
+	s := New("127.0.0.1:0", prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop(context.Background())
+	saved := os.Args
+	os.Args = []string{"zaits", "gateway", "-endpoints.encryption-key=S3CRET"}
+	defer func() { os.Args = saved }()
+	resp, err := http.Get("http://" + s.Addr() + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), "S3CRET") || !strings.Contains(string(b), "-endpoints.encryption-key=[redacted]") {
+		t.Fatalf("cmdline: %q", b)
+	}
 }

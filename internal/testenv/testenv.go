@@ -10,7 +10,6 @@ package testenv
 
 import (
 	"context"
-	"flag"
 
 	"net"
 	"os"
@@ -51,16 +50,8 @@ func requireReachable(t testing.TB, what, addr string) {
 // and deleted when the test ends.
 func Kafka(t testing.TB, mutate ...func(*broker.Config)) *broker.Config {
 	t.Helper()
-	addr := KafkaAddr()
-	requireReachable(t, "Kafka", addr)
-	cfg := &broker.Config{}
-	cfg.RegisterFlags(flag.NewFlagSet("test", flag.ContinueOnError))
-	cfg.Brokers = addr
-	cfg.TopicPrefix = "test-" + broker.RandomSuffix(10)
-	cfg.StartupTimeout = 30 * time.Second
-	for name := range cfg.Partitions {
-		cfg.Partitions[name] = min(cfg.Partitions[name], 4)
-	}
+	requireReachable(t, "Kafka", KafkaAddr())
+	cfg := KafkaFor("test-" + broker.RandomSuffix(10))
 	for _, m := range mutate {
 		m(cfg)
 	}
@@ -79,6 +70,17 @@ func Kafka(t testing.TB, mutate ...func(*broker.Config)) *broker.Config {
 			t.Logf("deleting topics %s.*: %v", cfg.TopicPrefix, err)
 		}
 	})
+	return cfg
+}
+
+// KafkaFor is the broker configuration Kafka makes for the topic prefix
+// (without creating anything): what a child process of a test uses to
+// reach the same topics.
+func KafkaFor(prefix string) *broker.Config {
+	cfg := broker.Defaulted(&broker.Config{Brokers: KafkaAddr(), TopicPrefix: prefix, StartupTimeout: 30 * time.Second})
+	for name := range cfg.Partitions {
+		cfg.Partitions[name] = min(cfg.Partitions[name], 4)
+	}
 	return cfg
 }
 

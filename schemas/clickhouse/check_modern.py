@@ -102,20 +102,20 @@ def main():
     fmt = lambda t: t.strftime("%Y-%m-%d %H:%M:%S")
     rows = []
 
-    def add(acc, ep, did, evt, typ, accepted, outcomes, latencies, shift=0):
+    def add(acc, ep, did, evt, typ, accepted, outcomes, latencies, shift=0, pos=(-1, -1), first=1, trigger="", test=0):
         for i, (o, lat) in enumerate(zip(outcomes, latencies)):
-            n = i + 1
+            n = i + first
             at = accepted + timedelta(minutes=i, seconds=shift)
             status = 200 if o == "success" else 500
             err = "" if o == "success" else "Internal server error"
             nxt = fmt(at + timedelta(minutes=1)) if o == "retrying" else "1970-01-01 00:00:00"
             rows.append((acc, ep, fmt(accepted), did, n, evt, typ, o, status, lat,
-                         "" if o == "success" else "http_status", err, "body", 0,
-                         fmt(accepted), fmt(at), nxt, fmt(now)))
+                         "" if o == "success" else "http_status", err, "body", test,
+                         fmt(accepted), fmt(at), nxt, fmt(now), trigger, pos[0], pos[1]))
 
     r, f, ok = "retrying", "failed", "success"
     add("acc_a", "we_1", "d1", "evt1", "document.signed", base, [r, r, r, ok], [100, 200, 300, 400])
-    add("acc_a", "we_1", "d2", "evt2", "face.verified", base + timedelta(minutes=1), [r, f], [1000, 2000])
+    add("acc_a", "we_1", "d2", "evt2", "face.verified", base + timedelta(minutes=1), [r, f], [1000, 2000], pos=(3, 1234))
     add("acc_a", "we_1", "d3", "evt3", "document.signed", base + timedelta(minutes=2), [r], [50])
     add("acc_a", "we_2", "d4", "evt4", "document.signed", base - timedelta(days=10), [f], [10])
     add("acc_b", "we_1", "d5", "evt5", "document.signed", base, [ok], [5])
@@ -133,8 +133,8 @@ def main():
             page_ids = c.run("retrying_ids", acc, ep, typ, typ, offset, limit)
             total = int(c.run("retrying_total", acc, ep, typ, typ)[0][0])
         else:
-            page_ids = c.run("delivery_ids", acc, ep, since, typ, typ, status, status, offset, limit)
-            total = int(c.run("deliveries_total", acc, ep, typ, typ, status, status)[0][0])
+            page_ids = c.run("delivery_ids", acc, ep, since, typ, typ, status, status, status, acc, ep, acc, ep, offset, limit)
+            total = int(c.run("deliveries_total", acc, ep, typ, typ, status, status, status, acc, ep, acc, ep)[0][0])
         ids = [r[0] for r in page_ids]
         unix = lambda v: int(datetime.strptime(v, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
         times = [unix(r[1]) for r in page_ids]
@@ -167,11 +167,68 @@ def main():
     lat = c.run("latency", "acc_a", "we_1", since)[0]
     c.expect("latency count and percentiles", [int(lat[0]), [float(x) for x in lat[1]]], [7, [300.0, 2000.0, 2000.0]])
 
+    b0 = int(base.timestamp()) // 60
+    c.expect("series counts per minute (bucket, all, success, failed)",
+             [[int(x) for x in r] for r in c.run("series_counts", 60, "acc_a", "we_1", since)],
+             [[b0, 1, 1, 0], [b0 + 1, 1, 0, 1], [b0 + 2, 1, 0, 0]])
+    c.expect("series publish-to-receipt percentiles (3 min wait + 400 ms)",
+             [[int(r[0]), [float(x) for x in r[1]]] for r in c.run("series_latency", 60, "acc_a", "we_1", since)],
+             [[b0, [180400.0, 180400.0]]])
+    c.expect("series tenancy", c.run("series_counts", 60, "acc_b", "we_2", since), [])
+
     week = int((now - timedelta(days=7)).timestamp())
     last = sorted((r[0], r[1]) for r in c.run("last_delivery", "acc_a", ("we_1", "we_2", "we_none")))
     c.expect("last delivery", last, [("we_1", fmt(base + timedelta(minutes=3))), ("we_2", fmt(base - timedelta(days=10)))])
     rates = sorted((r[0], int(r[1]), int(r[2])) for r in c.run("success_counts", "acc_a", ("we_1", "we_2"), week))
     c.expect("success counts in window", rates, [("we_1", 1, 2)])
+
+    # Recovery: a delivery's origin, the failed page a recover job walks, the
+    # attempts so far a replay numbers after.
+    c.expect("delivery origin (event, type, accepted, partition, offset, attempts, test)",
+             [[x if i not in (3, 4, 5, 6) else int(x) for i, x in enumerate(r)] for r in c.run("delivery_origin", "acc_a", "we_1", "d2", "acc_a", "we_1", "d2")],
+             [["evt2", "face.verified", fmt(base + timedelta(minutes=1)), 3, 1234, 2, 0]])
+    c.expect("delivery origin tenancy", c.run("delivery_origin", "acc_b", "we_1", "d2", "acc_b", "we_1", "d2"), [])
+    rows.clear()
+    add("acc_a", "we_1", "d6", "evt6", "ocr.completed", base + timedelta(minutes=5), [f], [7], pos=(3, 1300))
+    add("acc_a", "we_1", "d7", "evt7", "ocr.completed", base + timedelta(minutes=5), [r, f], [7, 8], pos=(3, 1301))
+    add("acc_a", "we_1", "d8", "evt8", "ocr.completed", base + timedelta(minutes=6), [f], [7], pos=(3, 1302))
+    add("acc_a", "we_1", "d8", "evt8", "ocr.completed", base + timedelta(minutes=6), [ok], [8], pos=(3, 1302), first=2, trigger="resend")
+    add("acc_a", "we_1", "d9", "evt9", "test", base + timedelta(minutes=6), [f], [7], test=1)
+    c.run(c.sql["insert_attempts"] + values(rows))
+    lo, hi = int((base - timedelta(minutes=1)).timestamp()), int((base + timedelta(hours=1)).timestamp())
+    page1 = c.run("failed_page", "acc_a", "we_1", lo, hi, 0, -2, "", 2)
+    c.expect("failed page 1 (oldest first, test sends left out)", [(r[0], int(r[4]), int(r[5]), int(r[6])) for r in page1],
+             [("d2", 3, 1234, 2), ("d6", 3, 1300, 1)])
+    cursor = int(datetime.strptime(page1[-1][3], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
+    c.expect("failed page 2 (after the cursor; a later success is not failed)",
+             [r[0] for r in c.run("failed_page", "acc_a", "we_1", lo, hi, cursor, int(page1[-1][5]), page1[-1][0], 2)], ["d7"])
+    c.expect("failed page window", [r[0] for r in c.run("failed_page", "acc_a", "we_1", lo, int((base + timedelta(minutes=2)).timestamp()), 0, -2, "", 10)], ["d2"])
+    c.expect("failed page tenancy", c.run("failed_page", "acc_b", "we_1", lo, hi, 0, -2, "", 10), [])
+    c.expect("status filter after a recovery run: a resent success is not failed",
+             (page("acc_a", "we_1", status="failed")[:2], page("acc_a", "we_1", status="success")[:2]),
+             ((["d9", "d7", "d6", "d2"], 4), (["d8", "d1"], 2)))
+    c.expect("max attempts of listed deliveries",
+             sorted((r[0], int(r[1])) for r in c.run("max_attempts", "acc_a", "we_1", lo, hi, ("d1", "d7", "d_none"))),
+             [("d1", 4), ("d7", 2)])
+    # Endpoint health: we_3 failed everything for six days after a success
+    # seven days ago; we_4 succeeded an hour ago; we_5 never succeeded.
+    rows.clear()
+    week_ago = now - timedelta(days=7)
+    add("acc_h", "we_3", "h1", "e_h1", "ocr.completed", week_ago, [ok], [1])
+    add("acc_h", "we_3", "h2", "e_h2", "ocr.completed", week_ago + timedelta(days=1), [f], [1])
+    add("acc_h", "we_3", "h3", "e_h3", "ocr.completed", now - timedelta(minutes=30), [r], [1])
+    add("acc_h", "we_4", "h4", "e_h4", "ocr.completed", week_ago, [f], [1])
+    add("acc_h", "we_4", "h5", "e_h5", "ocr.completed", now - timedelta(hours=1), [ok], [1])
+    add("acc_h", "we_5", "h6", "e_h6", "ocr.completed", now - timedelta(days=2), [f], [1])
+    add("acc_h", "we_5", "h7", "e_h7", "ocr.completed", now - timedelta(minutes=5), [f], [1])
+    c.run(c.sql["insert_attempts"] + values(rows))
+    failing = {r[1]: (r[2], sorted(zip(r[3], r[4])), r[5]) for r in
+               c.run("failing_endpoints", int((now - timedelta(days=30)).timestamp()), int((now - timedelta(hours=2)).timestamp()), int((now - timedelta(days=1)).timestamp()))
+               if r[0] == "acc_h"}
+    c.expect("failing endpoints (last success before a day ago, attempted in the last two hours)", sorted(failing), ["we_3", "we_5"])
+    hour = lambda t: fmt(t.replace(minute=0, second=0))
+    c.expect("we_3's last success and first failure per hour", (failing["we_3"][0], failing["we_3"][1][:2]),
+             (fmt(week_ago), [(hour(week_ago), "1970-01-01 00:00:00"), (hour(week_ago + timedelta(days=1)), fmt(week_ago + timedelta(days=1)))]))
 
     # Retention on servers without TTL: list partitions, drop an expired one.
     old = datetime(2020, 1, 15, tzinfo=timezone.utc)
@@ -183,8 +240,8 @@ def main():
         c.expect(f"{table} partitions listed", "202001" in parts, True)
         c.run(c.sql["drop_partition"].replace("%s", table).replace("%d", "202001"))
         c.expect(f"{table} partition dropped", "202001" in [r[0] for r in c.run("partitions", DB, table)], False)
-    c.expect("delivery index rows", int(c.run(f"SELECT uniqExact(delivery_id) FROM {DB}.delivery_index")[0][0]), 5)
-    c.expect("other partitions kept", page("acc_a", "we_1")[1], 3)
+    c.expect("delivery index rows", int(c.run(f"SELECT uniqExact(delivery_id) FROM {DB}.delivery_index")[0][0]), 16)
+    c.expect("other partitions kept", page("acc_a", "we_1")[1], 7)
 
     if c.failures:
         print(f"{len(c.failures)} check(s) failed on ClickHouse {version}")

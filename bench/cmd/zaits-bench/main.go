@@ -35,6 +35,7 @@ func run(args []string) int {
 		e2eCfg     scenario.E2EConfig
 		failCfg    scenario.FailuresConfig
 		histCfg    scenario.HistoryConfig
+		recCfg     scenario.RecoveryConfig
 	)
 	kafkaCfg.RegisterFlags(fs)
 	suiteCfg.RegisterFlags(fs)
@@ -43,7 +44,8 @@ func run(args []string) int {
 	e2eCfg.RegisterFlags(fs)
 	failCfg.RegisterFlags(fs)
 	histCfg.RegisterFlags(fs)
-	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg), scenario.Failures(&failCfg), scenario.History(&histCfg)}
+	recCfg.RegisterFlags(fs)
+	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg), scenario.Failures(&failCfg), scenario.History(&histCfg), scenario.Recovery(&recCfg)}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: zaits-bench [flags]\n\nscenarios:\n")
 		for _, s := range all {
@@ -73,7 +75,7 @@ func run(args []string) int {
 		return 0
 	}
 	scenarios, selErr := suite.Select(all, &suiteCfg)
-	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), failCfg.Validate(), histCfg.Validate(), selErr); err != nil {
+	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), failCfg.Validate(), histCfg.Validate(), recCfg.Validate(), selErr); err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 2
 	}

@@ -1,4 +1,4 @@
-package gateway
+package schemas
 
 import (
 	"bytes"
@@ -9,58 +9,79 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/goccy/go-json"
+	"unicode/utf8"
 
-	"github.com/zaits/webhooks/schemas"
+	"github.com/goccy/go-json"
 )
 
-// The rules of one event, shared by the HTTP path and the router (which
-// checks what producers wrote straight to <p>.events). The JSON Schema in
-// schemas/events.schema.json states the same rules.
+// The codec of events: the rules of one event, shared by the gateway's HTTP
+// path and the router (which checks what producers wrote straight to
+// <p>.events), and the encodings of the <p>.events value and of the body
+// endpoints receive. events.schema.json states the same rules.
 const (
 	maxIDLen = 128 // id and account_id
 	// maxCreated is 9999-12-31T23:59:59Z in unix seconds.
 	maxCreated = 253402300799
+	// MaxBatchEvents bounds the events of one POST /v1/events/batch.
+	MaxBatchEvents = 1000
 )
 
-// eventFields are the fields an event may have; anything else is rejected
-// so that a misspelt field is reported instead of silently ignored.
-var eventFields = map[string]bool{"id": true, "type": true, "account_id": true, "created": true, "data": true}
+// HeaderIngest marks the <p>.events messages the gateway's HTTP API wrote,
+// so that the router counts only the others as accepted on the Kafka path.
+const HeaderIngest = "zaits-ingest"
 
-// parseEvent decodes and validates one event object and reports every
+// FieldIssue names one invalid field of a request or an event.
+type FieldIssue struct {
+	Field string `json:"field"`
+	Issue string `json:"issue"`
+}
+
+// EventFields are the fields an event may have; anything else is rejected
+// so that a misspelt field is reported instead of silently ignored.
+var EventFields = map[string]bool{"id": true, "type": true, "account_id": true, "created": true, "data": true}
+
+// ParseEvent decodes and validates one event object and reports every
 // problem at once. An absent account_id becomes defaultAccount (an account
 // API key's own account; empty for service tokens and Kafka producers). An
 // absent id stays empty and an absent created stays 0: the caller fills
-// them (see newEventID, kafkaEventID).
-func parseEvent(b []byte, defaultAccount string) (schemas.Event, []FieldIssue) {
-	if json.Valid(b) {
-		if ev, ok := parseEventFast(b, defaultAccount); ok {
-			return ev, nil
-		}
+// them (see NewEventID, KafkaEventID).
+//
+// The event must be strict JSON (CheckJSON, MaxJSONDepth counted from the
+// event's object): invalid UTF-8, an unpaired surrogate escape or a
+// duplicate key anywhere, data included, is an issue of the field it is in.
+func ParseEvent(b []byte, defaultAccount string) (Event, []FieldIssue) {
+	if ev, ok := parseEventFast(b, defaultAccount); ok {
+		return ev, nil
 	}
 	return parseEventFull(b, defaultAccount)
 }
 
 // parseEventFull is parseEvent by full decoding: it finds every problem.
-func parseEventFull(b []byte, defaultAccount string) (schemas.Event, []FieldIssue) {
+func parseEventFull(b []byte, defaultAccount string) (Event, []FieldIssue) {
+	var issues []FieldIssue
+	if jerr := CheckJSON(b, MaxJSONDepth); jerr != nil && !jerr.Syntax && jerr.Path != "" {
+		issues = append(issues, FieldIssue{Field: jerr.Path, Issue: jerr.Issue})
+	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
-		return schemas.Event{}, []FieldIssue{{Field: "", Issue: "must be a JSON object"}}
+		if len(issues) > 0 && !strings.HasPrefix(issues[0].Field, "[") {
+			return Event{}, issues // an object too deep for the decoder
+		}
+		return Event{}, []FieldIssue{{Field: "", Issue: "must be a JSON object"}}
 	}
-	var ev schemas.Event
-	var issues []FieldIssue
+	var ev Event
 	bad := func(field, format string, args ...any) {
 		issues = append(issues, FieldIssue{Field: field, Issue: fmt.Sprintf(format, args...)})
 	}
 	for k := range raw {
-		if !eventFields[k] {
+		if !EventFields[k] {
 			bad(k, "unknown field (allowed: id, type, account_id, created, data)")
 		}
 	}
 	if v, ok := raw["id"]; ok && !isNull(v) {
 		if s, ok := jsonString(v); !ok {
 			bad("id", "must be a string")
-		} else if msg := checkIdent(s); msg != "" {
+		} else if msg := CheckIdent(s); msg != "" {
 			bad("id", "%s", msg)
 		} else {
 			ev.ID = s
@@ -70,8 +91,8 @@ func parseEventFull(b []byte, defaultAccount string) (schemas.Event, []FieldIssu
 		bad("type", "is required")
 	} else if s, ok := jsonString(v); !ok {
 		bad("type", "must be a string")
-	} else if !schemas.IsEventType(s) {
-		bad("type", "%q is not a catalogue event type (GET /v1/webhooks/events lists them)", truncate(s, 64))
+	} else if !IsEventType(s) {
+		bad("type", "%q is not a catalogue event type (GET /v1/webhooks/events lists them)", Clip(s, 64))
 	} else {
 		ev.Type = s
 	}
@@ -82,7 +103,7 @@ func parseEventFull(b []byte, defaultAccount string) (schemas.Event, []FieldIssu
 		ev.AccountID = defaultAccount
 	} else if s, ok := jsonString(v); !ok {
 		bad("account_id", "must be a string")
-	} else if msg := checkIdent(s); msg != "" {
+	} else if msg := CheckIdent(s); msg != "" {
 		bad("account_id", "%s", msg)
 	} else {
 		ev.AccountID = s
@@ -102,8 +123,8 @@ func parseEventFull(b []byte, defaultAccount string) (schemas.Event, []FieldIssu
 		bad("data", "is required (a JSON object)")
 	} else if len(v) == 0 || v[0] != '{' {
 		bad("data", "must be a JSON object")
-	} else if len(v) > schemas.MaxEventDataBytes {
-		bad("data", "is %d bytes; at most %d are allowed", len(v), schemas.MaxEventDataBytes)
+	} else if len(v) > MaxEventDataBytes {
+		bad("data", "is %d bytes; at most %d are allowed", len(v), MaxEventDataBytes)
 	} else {
 		ev.Data = v
 	}
@@ -124,10 +145,27 @@ func jsonString(v json.RawMessage) (string, bool) {
 	return s, true
 }
 
-// checkIdent checks an id or account id: 1–128 characters from
+// ReasonLabel is the metric label of a validation failure: the first
+// invalid field of EventFields (the top-level one of a path such as
+// "data.a"), "unknown_field", or "json" when the value is not an object.
+func ReasonLabel(issues []FieldIssue) string {
+	f := issues[0].Field
+	if i := strings.IndexAny(f, ".["); i >= 0 {
+		f = f[:i]
+	}
+	switch {
+	case f == "":
+		return "json"
+	case EventFields[f]:
+		return f
+	}
+	return "unknown_field"
+}
+
+// CheckIdent checks an id or account id: 1–128 characters from
 // A–Z a–z 0–9 and "_-.:". They travel in Kafka keys and HTTP headers, so
 // nothing that needs escaping is allowed.
-func checkIdent(s string) string {
+func CheckIdent(s string) string {
 	if s == "" {
 		return "must not be empty"
 	}
@@ -143,15 +181,20 @@ func checkIdent(s string) string {
 	return ""
 }
 
-func truncate(s string, n int) string {
+// Clip shortens s to at most n bytes, cut at a character boundary, and
+// marks the cut with "…" (for quoting user input in messages).
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }
 
-// issuesText joins issues into one line for messages and Kafka headers.
-func issuesText(issues []FieldIssue) string {
+// IssuesText joins issues into one line for messages and Kafka headers.
+func IssuesText(issues []FieldIssue) string {
 	parts := make([]string, len(issues))
 	for i, is := range issues {
 		if is.Field == "" {
@@ -165,25 +208,25 @@ func issuesText(issues []FieldIssue) string {
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// newEventID is the id of an HTTP event sent without one: "evt_" and 26
+// NewEventID is the id of an HTTP event sent without one: "evt_" and 26
 // random base32 characters (130 bits).
-func newEventID() string { return "evt_" + strings.ToLower(rand.Text()) }
+func NewEventID() string { return "evt_" + strings.ToLower(rand.Text()) }
 
-// kafkaEventID is the id of an event written to Kafka without one, derived
+// KafkaEventID is the id of an event written to Kafka without one, derived
 // from its position, so that the router re-reading the message after a
 // crash derives the same id and therefore the same delivery ids.
-func kafkaEventID(topic string, partition int, offset int64) string {
+func KafkaEventID(topic string, partition int, offset int64) string {
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d/%d", topic, partition, offset))
 	return "evt_" + strings.ToLower(idEncoding.EncodeToString(sum[:]))[:26]
 }
 
-// payload encodes the body every endpoint receives for ev, once: a
-// schemas.Payload, {"id","type","created","data"}. The same event always
-// gives the same bytes, so a task repeated after a crash is identical.
-func payload(ev *schemas.Event) []byte {
+// EncodePayload encodes the body every endpoint receives for ev, once: a
+// Payload, {"id","type","created","data"}. The same event always gives the
+// same bytes, so a task repeated after a crash is identical.
+func EncodePayload(ev *Event) []byte {
 	b := make([]byte, 0, len(ev.ID)+len(ev.Type)+len(ev.Data)+64)
 	b = append(b, `{"id":"`...)
-	b = append(b, ev.ID...) // ids and types need no escaping (checkIdent, the catalogue)
+	b = append(b, ev.ID...) // ids and types need no escaping (CheckIdent, the catalogue)
 	b = append(b, `","type":"`...)
 	b = append(b, ev.Type...)
 	b = append(b, `","created":`...)
@@ -193,9 +236,9 @@ func payload(ev *schemas.Event) []byte {
 	return append(b, '}')
 }
 
-// eventValue encodes a valid event as the value of a <p>.events message
+// EncodeEvent encodes a valid event as the value of a <p>.events message
 // (what json.Marshal(ev) gives, without its cost).
-func eventValue(ev *schemas.Event) []byte {
+func EncodeEvent(ev *Event) []byte {
 	b := make([]byte, 0, len(ev.ID)+len(ev.Type)+len(ev.AccountID)+len(ev.Data)+80)
 	b = append(b, `{"id":"`...)
 	b = append(b, ev.ID...)
@@ -210,13 +253,15 @@ func eventValue(ev *schemas.Event) []byte {
 	return append(b, '}')
 }
 
-// parseEventFast is parseEvent for the common case, without building a
-// map: b (valid JSON) is one flat object whose keys are known fields,
-// unescaped and not repeated, and whose values are all valid. For
+// parseEventFast is ParseEvent for the common case, without building a
+// map, in one pass: b is one flat object whose keys are known fields,
+// unescaped and not repeated, and whose values are all valid — ids and
+// types of plain ASCII, created an integer without leading zeros, data
+// strict JSON (CheckJSON) within the depth. Such a b is strict JSON. For
 // anything else it returns false and parseEventFull reports the problems,
 // so both give the same result for every input.
-func parseEventFast(b []byte, defaultAccount string) (schemas.Event, bool) {
-	var ev schemas.Event
+func parseEventFast(b []byte, defaultAccount string) (Event, bool) {
+	var ev Event
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return ev, false
@@ -253,7 +298,7 @@ func parseEventFast(b []byte, defaultAccount string) (schemas.Event, bool) {
 			k = 0
 			if !null {
 				s, ok := plain(v)
-				if !ok || checkIdent(s) != "" {
+				if !ok || CheckIdent(s) != "" {
 					return ev, false
 				}
 				ev.ID = s
@@ -261,7 +306,7 @@ func parseEventFast(b []byte, defaultAccount string) (schemas.Event, bool) {
 		case "type":
 			k = 1
 			s, ok := plain(v)
-			if !ok || !schemas.IsEventType(s) {
+			if !ok || !IsEventType(s) {
 				return ev, false
 			}
 			ev.Type, hasType = s, true
@@ -269,7 +314,7 @@ func parseEventFast(b []byte, defaultAccount string) (schemas.Event, bool) {
 			k = 2
 			if !null {
 				s, ok := plain(v)
-				if !ok || checkIdent(s) != "" {
+				if !ok || CheckIdent(s) != "" {
 					return ev, false
 				}
 				ev.AccountID = s
@@ -277,6 +322,9 @@ func parseEventFast(b []byte, defaultAccount string) (schemas.Event, bool) {
 		case "created":
 			k = 3
 			if !null {
+				if len(v) == 0 || v[0] < '1' || v[0] > '9' { // JSON has no leading zeros
+					return ev, false
+				}
 				n, err := strconv.ParseInt(string(v), 10, 64)
 				if err != nil || n < 1 || n > maxCreated {
 					return ev, false
@@ -285,7 +333,7 @@ func parseEventFast(b []byte, defaultAccount string) (schemas.Event, bool) {
 			}
 		case "data":
 			k = 4
-			if len(v) == 0 || v[0] != '{' || len(v) > schemas.MaxEventDataBytes {
+			if len(v) == 0 || v[0] != '{' || len(v) > MaxEventDataBytes || CheckJSON(v, MaxJSONDepth-1) != nil {
 				return ev, false
 			}
 			ev.Data, hasData = v, true
@@ -375,4 +423,52 @@ func skipString(b []byte, i int) int {
 		}
 	}
 	return -1
+}
+
+// SplitBatch returns the raw events of a batch body in the common case,
+// without decoding them: b is valid JSON of exactly {"events":[...]} with 1
+// to MaxBatchEvents elements. Anything else returns false and the caller's
+// full decoding answers.
+func SplitBatch(b []byte) ([]json.RawMessage, bool) {
+	if !json.Valid(b) {
+		return nil, false
+	}
+	i := skipWS(b, 0)
+	const head = `"events"`
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	i = skipWS(b, i+1)
+	if !bytes.HasPrefix(b[i:], []byte(head)) {
+		return nil, false
+	}
+	i = skipWS(b, i+len(head))
+	if i >= len(b) || b[i] != ':' {
+		return nil, false
+	}
+	i = skipWS(b, i+1)
+	if i >= len(b) || b[i] != '[' {
+		return nil, false
+	}
+	i = skipWS(b, i+1)
+	items := make([]json.RawMessage, 0, 64)
+	for i < len(b) && b[i] != ']' {
+		end := skipValue(b, i)
+		if end < 0 || len(items) == MaxBatchEvents {
+			return nil, false
+		}
+		items = append(items, b[i:end])
+		i = skipWS(b, end)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+		}
+	}
+	if i >= len(b) || len(items) == 0 {
+		return nil, false
+	}
+	i = skipWS(b, i+1)
+	if i >= len(b) || b[i] != '}' || skipWS(b, i+1) != len(b) {
+		return nil, false
+	}
+	return items, true
 }

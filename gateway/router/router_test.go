@@ -1,4 +1,4 @@
-package gateway
+package router
 
 import (
 	"context"
@@ -8,29 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zaits/webhooks/internal/ops"
 	"github.com/zaits/webhooks/internal/testenv"
 	"github.com/zaits/webhooks/schemas"
 )
 
-// accept posts one event and returns its id from the 202 answer.
-func (e *ingestEnv) accept(token, event string) string {
-	t := e.t
-	t.Helper()
-	code, body := e.post("/v1/events", token, event)
-	var v struct {
-		Success bool
-		Data    struct{ ID, Status string }
-	}
-	if err := json.Unmarshal([]byte(body), &v); code != 202 || err != nil || !v.Success || v.Data.Status != "accepted" || !strings.HasPrefix(v.Data.ID, "evt_") && v.Data.ID == "" {
-		t.Fatalf("POST /v1/events = %d %s", code, body)
-	}
-	return v.Data.ID
-}
-
 func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testing.T) {
 	const a, b = "acct_a", "acct_b"
-	e := newIngestEnv(t, []string{a, b})
+	e := newEnv(t, []string{a, b})
 	ctx := context.Background()
 
 	signed := e.endpoint(a, true, "document.signed")
@@ -39,18 +23,19 @@ func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testi
 	e.endpoint(a, false, "*")                    // inactive
 	face := e.endpoint(a, true, "face.verified") // not subscribed to document.*
 	deleted := e.endpoint(a, true, "*")
-	if err := e.g.store.Delete(ctx, a, deleted, 0); err != nil {
+	if err := e.store.Delete(ctx, a, deleted, 0); err != nil {
 		t.Fatal(err)
 	}
 	changed := e.endpoint(a, true, "ocr.completed")
-	if _, err := e.g.store.Update(ctx, a, changed, 0, func(ep *schemas.Endpoint) error { ep.Events = []string{"document.signed"}; return nil }); err != nil {
+	if _, err := e.store.Update(ctx, a, changed, 0, func(ep *schemas.Endpoint) error { ep.Events = []string{"document.signed"}; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	paused := e.endpoint(a, true, "*")
-	if _, err := e.g.store.Update(ctx, a, paused, 0, func(ep *schemas.Endpoint) error { ep.Active = false; return nil }); err != nil {
+	if _, err := e.store.Update(ctx, a, paused, 0, func(ep *schemas.Endpoint) error { ep.Active = false; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	otherAccount := e.endpoint(b, true, "*")
+	r := e.router() // after the endpoint changes: its view starts with all of them
 
 	// Over HTTP: a service token for account a, the API key of b for its own account.
 	e1 := e.accept(e.service, `{"type":"document.signed","account_id":"acct_a","data":{"n":1}}`)
@@ -61,7 +46,7 @@ func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testi
 	}
 
 	// Straight to Kafka with kcat, including three bad messages in between.
-	kcat(t, e.kc, e.kc.Topic(schemas.TopicEvents),
+	testenv.Kcat(t, e.kc, e.kc.Topic(schemas.TopicEvents),
 		`acct_a|this is not json`,
 		`acct_a|{"id":"k_bad","type":"document.nope","account_id":"acct_a","data":{}}`,
 		`acct_x|{"id":"k_key","type":"document.signed","account_id":"acct_a","data":{}}`,
@@ -76,7 +61,7 @@ func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testi
 	}
 	var e5 string
 	testenv.Eventually(t, 30*time.Second, func() error {
-		for _, task := range tasks(t, e.kc) {
+		for _, task := range testenv.Tasks(t, e.kc) {
 			if task.AccountID == b && task.EventType == "face.verified" {
 				e5 = task.EventID
 				return nil
@@ -113,7 +98,7 @@ func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testi
 	}
 
 	// The bad messages are quarantined with their reason, unchanged.
-	invalid, err := readAll(t, e.kc, e.kc.Topic(schemas.TopicEventsInvalid))
+	invalid, err := testenv.ReadAll(t, e.kc, e.kc.Topic(schemas.TopicEventsInvalid))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,17 +125,17 @@ func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testi
 
 	// The metrics count both paths, the quarantine and the lag.
 	testenv.Eventually(t, 10*time.Second, func() error {
-		_, m := get(t, "http://"+e.g.OpsAddr()+"/metrics")
+		m := testenv.Scrape(t, e.g.OpsAddr()) + testenv.Scrape(t, r.OpsAddr())
 		for _, want := range []string{
 			`zaits_gateway_events_accepted_total{path="http"} 3`,
-			`zaits_gateway_events_accepted_total{path="kafka"} 2`,
-			`zaits_gateway_events_rejected_total{path="kafka",reason="json"} 1`,
-			`zaits_gateway_events_rejected_total{path="kafka",reason="type"} 1`,
-			`zaits_gateway_events_rejected_total{path="kafka",reason="key"} 1`,
-			`zaits_gateway_fanout_quarantined_total{reason="key"} 1`,
-			`zaits_gateway_fanout_tasks_total 10`,
-			`zaits_gateway_fanout_factor_count 5`,
-			`zaits_gateway_fanout_lag{partition="0"} 0`,
+			`zaits_router_events_total{source="http"} 3`,
+			`zaits_router_events_total{source="kafka"} 2`,
+			`zaits_router_quarantined_total{reason="json"} 1`,
+			`zaits_router_quarantined_total{reason="type"} 1`,
+			`zaits_router_quarantined_total{reason="key"} 1`,
+			`zaits_router_tasks_total 10`,
+			`zaits_router_tasks_per_event_count 5`,
+			`zaits_router_lag{partition="0"} 0`,
 		} {
 			if !strings.Contains(m, want+"\n") {
 				return fmt.Errorf("metrics lack %s", want)
@@ -160,7 +145,7 @@ func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testi
 	})
 
 	// kcat's murmur2 partitioner agrees with the gateway's writer: one account, one partition.
-	events, err := readAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
+	events, err := testenv.ReadAll(t, e.kc, e.kc.Topic(schemas.TopicEvents))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,20 +163,15 @@ func TestRouterFansOutHTTPAndKafkaEventsToExactlyTheSubscribedEndpoints(t *testi
 
 func TestRouterDropsARepublishedEventIDWithinTheWindowAcrossRestarts(t *testing.T) {
 	const a, b = "acct_a", "acct_b"
-	e := newIngestEnv(t, []string{a, b}, func(c *Config) { c.Fanout.Disabled = true })
+	e := newEnv(t, []string{a, b})
 	epA := e.endpoint(a, true, "*")
 	epB := e.endpoint(b, true, "*")
-	router := func() *fanout {
-		f := newFanout(e.g.cfg.Fanout, e.kc, e.g.store, newEventCounters(nil), e.g.log, ops.NewRegistry())
-		f.Start()
-		return f
-	}
-	f := router()
+	f := e.router()
 	body := `{"id":"dup_1","type":"document.signed","account_id":"%s","data":{"v":%d}}`
 	e.accept(e.service, fmt.Sprintf(body, a, 1))
 	e.accept(e.service, fmt.Sprintf(body, a, 2)) // same id, same account
 	e.accept(e.service, fmt.Sprintf(body, b, 3)) // same id, another account: its own event
-	kcat(t, e.kc, e.kc.Topic(schemas.TopicEvents), "acct_a|"+fmt.Sprintf(body, a, 4))
+	testenv.Kcat(t, e.kc, e.kc.Topic(schemas.TopicEvents), "acct_a|"+fmt.Sprintf(body, a, 4))
 	e.accept(e.service, `{"id":"mark_1","type":"document.signed","account_id":"acct_a","data":{}}`)
 	got := waitTasks(t, e.kc, []string{"dup_1→" + epA, "dup_1→" + epB, "mark_1→" + epA})
 	if len(got) != 3 {
@@ -209,8 +189,7 @@ func TestRouterDropsARepublishedEventIDWithinTheWindowAcrossRestarts(t *testing.
 	if err := f.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f = router()
-	defer f.Stop(ctx)
+	e.router()
 	e.accept(e.service, fmt.Sprintf(body, a, 5))
 	e.accept(e.service, `{"id":"mark_2","type":"document.signed","account_id":"acct_a","data":{}}`)
 	got = waitTasks(t, e.kc, []string{"dup_1→" + epA, "dup_1→" + epB, "mark_1→" + epA, "mark_2→" + epA})
@@ -221,22 +200,13 @@ func TestRouterDropsARepublishedEventIDWithinTheWindowAcrossRestarts(t *testing.
 
 func TestRouterCrashMidStreamLosesNothingAndRepeatsIdentically(t *testing.T) {
 	accounts := []string{"acct_1", "acct_2", "acct_3", "acct_4", "acct_5", "acct_6"}
-	e := newIngestEnv(t, accounts, func(c *Config) {
-		c.Fanout.Disabled = true
-		c.Fanout.CommitInterval = 30 * time.Millisecond
-	})
+	e := newEnv(t, accounts, func(c *Config) { c.CommitInterval = 30 * time.Millisecond })
 	subs := map[string][]string{}
 	for i, acct := range accounts {
 		for j := 0; j <= i%3; j++ {
 			subs[acct] = append(subs[acct], e.endpoint(acct, true, "*"))
 		}
 	}
-	router := func() *fanout {
-		f := newFanout(e.g.cfg.Fanout, e.kc, e.g.store, newEventCounters(nil), e.g.log, ops.NewRegistry())
-		f.Start()
-		return f
-	}
-
 	// A producer keeps publishing batches while the router is killed and restarted.
 	const batches, perBatch = 30, 100
 	var want []string
@@ -265,17 +235,16 @@ func TestRouterCrashMidStreamLosesNothingAndRepeatsIdentically(t *testing.T) {
 		}
 	}
 
-	f := router()
+	f := e.router()
 	testenv.Eventually(t, 30*time.Second, func() error {
-		if n := len(tasks(t, e.kc)); n < 300 {
+		if n := len(testenv.Tasks(t, e.kc)); n < 300 {
 			return fmt.Errorf("%d tasks so far", n)
 		}
 		return nil
 	})
 	f.abort() // mid-stream: no final commit
-	before := len(tasks(t, e.kc))
-	f = router()
-	defer f.Stop(context.Background())
+	before := len(testenv.Tasks(t, e.kc))
+	e.router()
 	if err := <-produced; err != nil {
 		t.Fatal(err)
 	}

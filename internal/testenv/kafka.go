@@ -1,0 +1,114 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/zaits/webhooks/internal/broker"
+	"github.com/zaits/webhooks/schemas"
+)
+
+// Kcat produces lines "key|value" to topic with kcat, the librdkafka
+// command-line producer: a plain Kafka client that is not this project's
+// code. murmur2_random is the Java client's partitioner, which the
+// gateway's own writer uses too (README: producing events).
+func Kcat(t testing.TB, kc *broker.Config, topic string, lines ...string) {
+	t.Helper()
+	cmd := exec.Command("kcat", "-P", "-b", kc.Brokers, "-t", topic, "-K", "|", "-X", "partitioner=murmur2_random", "-X", "acks=all")
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil || strings.Contains(stderr.String(), "failed") {
+		t.Fatalf("kcat: %v: %s", err, stderr.String())
+	}
+}
+
+// ReadAll returns every message of topic (a full name), partition by partition.
+func ReadAll(t testing.TB, kc *broker.Config, topic string) ([]kafka.Message, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl := kc.Client()
+	first, last, err := broker.Offsets(ctx, cl, topic)
+	if err != nil {
+		return nil, err
+	}
+	var out []kafka.Message
+	for p, end := range last {
+		for off := first[p]; off < end; {
+			resp, err := cl.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: p, Offset: off, MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
+			if err != nil {
+				return nil, err
+			}
+			if resp.Error != nil {
+				return nil, resp.Error
+			}
+			n := 0
+			for {
+				r, err := resp.Records.ReadRecord()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return nil, err
+				}
+				if r.Offset < off {
+					continue
+				}
+				m := kafka.Message{Topic: topic, Partition: p, Offset: r.Offset, Time: r.Time}
+				m.Key, _ = readBytes(r.Key)
+				m.Value, _ = readBytes(r.Value)
+				for _, h := range r.Headers {
+					m.Headers = append(m.Headers, kafka.Header{Key: h.Key, Value: append([]byte(nil), h.Value...)})
+				}
+				out = append(out, m)
+				off = r.Offset + 1
+				n++
+			}
+			if n == 0 {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func readBytes(b kafka.Bytes) ([]byte, error) {
+	if b == nil {
+		return nil, nil
+	}
+	defer b.Close()
+	out := make([]byte, b.Len())
+	_, err := io.ReadFull(b, out)
+	return out, err
+}
+
+// Tasks returns the tasks on <p>.deliveries; a message that is not a task,
+// or not keyed by its endpoint, fails the test.
+func Tasks(t testing.TB, kc *broker.Config) []schemas.Task {
+	t.Helper()
+	msgs, err := ReadAll(t, kc, kc.Topic(schemas.TopicDeliveries))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]schemas.Task, 0, len(msgs))
+	for _, m := range msgs {
+		task, err := schemas.ParseTask(m)
+		if err != nil {
+			t.Fatalf("message at %d/%d is not a task: %v", m.Partition, m.Offset, err)
+		}
+		if string(m.Key) != task.EndpointID {
+			t.Fatalf("task for %s keyed %q", task.EndpointID, m.Key)
+		}
+		out = append(out, task)
+	}
+	return out
+}
