@@ -12,7 +12,7 @@ TEST_FLAGS ?= -count=1 -p 2 -timeout 12m
 
 export ZAITS_STATE_DIR := $(STATE)
 
-.PHONY: run test stop stack build lint fuzz tools chdb chromium verifiers bench deploy-check
+.PHONY: run test stop stack cluster build lint fuzz tools chdb chromium verifiers bench chaos deploy-check
 
 ## run: start Kafka + ClickHouse if needed, build, run all components in the foreground;
 ## Ctrl-C stops the system and the servers this run started
@@ -35,13 +35,18 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null || exit 1; \
 	done
 
-## stop: stop the Kafka and ClickHouse processes the scripts started
+## stop: stop the Kafka (single node and cluster) and ClickHouse processes the scripts started
 stop:
 	$(STACK) stop
 
-## stack: start Kafka and ClickHouse (idempotent)
+## stack: start Kafka and ClickHouse (idempotent); ZAITS_KAFKA_NODES=3 starts the 3-node cluster instead
 stack:
 	$(STACK) start
+
+## cluster: start a 3-node Kafka KRaft cluster on 127.0.0.1:19092-19094 (controllers 19192-19194,
+## replication factor 3, min.insync.replicas 2), next to the single broker on 9092 (idempotent)
+cluster:
+	ZAITS_KAFKA_NODES=3 deploy/local/kafka.sh start
 
 ## build: build the zaits binary into .state/bin
 build: tools
@@ -53,6 +58,13 @@ build: tools
 bench: build stack
 	$(GO) build -o $(STATE)/bin/zaits-bench ./bench/cmd/zaits-bench
 	$(STATE)/bin/zaits-bench $(BENCH_FLAGS)
+
+## chaos: the chaos matrix (bench/chaos) on the 3-node cluster: under load, kills a broker, the active
+## controller, one of two dispatchers / gateways (routers), analytics, stops ClickHouse; writes
+## bench/results/<time>-chaos/ (report.md, results.json, logs); CHAOS_FLAGS=... adds flags
+chaos: build cluster
+	$(GO) build -o $(STATE)/bin/zaits-chaos ./bench/cmd/zaits-chaos
+	$(STATE)/bin/zaits-chaos -chaos.zaits-bin=$(BIN) $(CHAOS_FLAGS)
 
 ## deploy-check: install the deployment checkers (Debian prometheus and docker-compose,
 ## kubernetes-validate in .state/, helm from the module proxy), check deploy/ statically (promtool,

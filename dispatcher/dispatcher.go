@@ -65,7 +65,7 @@ type Dispatcher struct {
 	limits    *limiters     // per-endpoint rate limits (ratelimit.go)
 	handoffs  *feed         // to the delay topics and <p>.dead
 	attempts  *feed         // to <p>.attempts
-	group     *kafka.ConsumerGroup
+	group     *broker.Group
 	runCtx    context.Context // ends when Stop returns
 	runCancel context.CancelFunc
 	hardStop  context.Context // ends when Stop's deadline passes: abandon in-flight work
@@ -146,9 +146,8 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		return fmt.Errorf("dispatcher: %w", err)
 	}
 	d.started.Store(true)
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+	group, err := d.cfg.Kafka.NewGroup(kafka.ConsumerGroupConfig{
 		ID:                d.cfg.Group,
-		Brokers:           d.cfg.Kafka.BrokerList(),
 		Dialer:            &kafka.Dialer{Timeout: d.cfg.Kafka.DialTimeout},
 		Topics:            d.consumedTopics(),
 		HeartbeatInterval: min(time.Second, d.cfg.SessionTimeout/6),
@@ -157,7 +156,7 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		JoinGroupBackoff:  time.Second,
 		StartOffset:       kafka.FirstOffset,
 		Timeout:           10 * time.Second,
-	})
+	}, d.log)
 	if err != nil {
 		return fmt.Errorf("dispatcher: consumer group %s: %w", d.cfg.Group, err)
 	}

@@ -68,6 +68,11 @@ type lane struct {
 	parkedAt time.Time // when the last refill stopped with the lane full
 }
 
+// maxFetchBackoff bounds the pause between failed fetches: once Kafka has
+// moved a dead broker's partitions to a new leader the reader finds it at
+// its next try, and a longer pause would only add to the stall.
+const maxFetchBackoff = time.Second
+
 // refillIdle is how long a lane's refill reader may wait for the lane to
 // work through its queue; a slower lane (a hanging endpoint) closes it and
 // opens a new one when it is ready, so slow lanes hold no connections.
@@ -155,7 +160,7 @@ func (p *partition) run(ctx context.Context, gen *kafka.Generation, offset int64
 }
 
 func (p *partition) read(ctx context.Context, r *kafka.Reader) {
-	var backoff retry.Backoff
+	backoff := retry.Backoff{Max: maxFetchBackoff}
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
@@ -338,7 +343,7 @@ func (p *partition) refill(l *lane) bool {
 		}
 		d.m.refills.Inc()
 	}
-	var backoff retry.Backoff
+	backoff := retry.Backoff{Max: maxFetchBackoff}
 	for {
 		p.mu.Lock()
 		if pos >= p.next {

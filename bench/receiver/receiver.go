@@ -100,7 +100,8 @@ type endpoint struct {
 	failed     int64 // verified requests answered non-2xx
 	sigFails   int64
 	malformed  int64
-	dups       int64
+	dups       int64 // the same delivery id answered 2xx before
+	otherID    int64 // a seq answered 2xx before under another delivery id
 	order      int64
 	maxSeq     int64
 	deliveries map[string]struct{}
@@ -342,12 +343,19 @@ func (r *Receiver) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	e.deliveries[deliveryID] = struct{}{}
+	if e.arrived = grow(e.arrived, seq); e.arrived[seq] != 0 {
+		// The same event again under another delivery id: a duplicate the
+		// customer cannot recognise (the system gave the event a new id).
+		e.otherID++
+		e.mu.Unlock()
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		return
+	}
 	if seq < e.maxSeq {
 		e.order++
 	} else {
 		e.maxSeq = seq
 	}
-	e.arrived = grow(e.arrived, seq)
 	e.arrived[seq] = now.UnixNano()
 	if e.accepted = grow(e.accepted, seq); e.accepted[seq] != 0 {
 		r.matched.Add(1)

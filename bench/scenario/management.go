@@ -76,3 +76,11 @@ func manage(ctx context.Context, t *suite.Target, method, path string, body []by
 	}
 	return resp.StatusCode(), append([]byte(nil), resp.Body()...), nil
 }
+
+// CreateEndpoint registers url for the bench's event type through the
+// management API and returns its id and secret (for runs outside the
+// suite, such as the chaos matrix).
+func CreateEndpoint(ctx context.Context, t *suite.Target, url, description string) (id, secret string, err error) {
+	ep, err := createEndpoint(ctx, t, url, description, []string{EventType})
+	return ep.ID, ep.Secret, err
+}

@@ -16,6 +16,11 @@ import (
 	"github.com/zaits/webhooks/schemas"
 )
 
+// maxBackoff bounds the pause between failed fetches and task writes: once
+// the controller has fenced a dead broker its partitions have new leaders,
+// found at the next try, and a longer pause only adds to the stall.
+const maxBackoff = time.Second
+
 // fetched is one fetch's records of a partition: the unit of routing,
 // writing and committing.
 type fetched struct {
@@ -34,7 +39,7 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 	defer r.m.window.DeleteLabelValues(label)
 	var next int64
 	win := newDedupWindow(r.cfg.DedupWindow, r.cfg.DedupIDs)
-	var backoff retry.Backoff
+	backoff := retry.Backoff{Max: maxBackoff}
 	for {
 		var err error
 		if next, err = r.resolve(ctx, p, a.Offset); err == nil {
@@ -194,7 +199,7 @@ func (r *Router) endpointsEnd(ctx context.Context, deadline time.Time) (endpoint
 // lose one, and per partition the order stays (kafka-go fails a partition's
 // batch as a whole, so what is retried is a suffix per partition).
 func (r *Router) write(ctx context.Context, msgs []kafka.Message) error {
-	var backoff retry.Backoff
+	backoff := retry.Backoff{Max: maxBackoff}
 	for len(msgs) > 0 {
 		err := r.writer.WriteMessages(ctx, msgs...)
 		if err == nil {
@@ -284,7 +289,7 @@ func (r *Router) rebuild(ctx context.Context, p int, offset int64, win *dedupWin
 
 // fetchLoop fetches batches from offset on until ctx ends.
 func (r *Router) fetchLoop(ctx context.Context, p int, offset int64, out chan<- fetched) {
-	var backoff retry.Backoff
+	backoff := retry.Backoff{Max: maxBackoff}
 	for ctx.Err() == nil {
 		recs, err := r.evlog.Fetch(ctx, p, offset)
 		if errors.Is(err, kafka.OffsetOutOfRange) {

@@ -182,9 +182,8 @@ func (r *Router) abort() {
 
 func (r *Router) run(ctx context.Context) {
 	defer close(r.done)
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+	cg, err := r.cfg.Kafka.NewGroup(kafka.ConsumerGroupConfig{
 		ID:                r.cfg.Group,
-		Brokers:           r.cfg.Kafka.BrokerList(),
 		Topics:            []string{r.events},
 		Dialer:            &kafka.Dialer{Timeout: r.cfg.Kafka.DialTimeout, ClientID: "zaits-router"},
 		SessionTimeout:    r.cfg.SessionTimeout,
@@ -193,7 +192,7 @@ func (r *Router) run(ctx context.Context) {
 		JoinGroupBackoff:  time.Second,
 		StartOffset:       kafka.FirstOffset,
 		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { r.log.Debug("router group: " + fmt.Sprintf(msg, args...)) }),
-	})
+	}, r.log)
 	if err != nil { // only a configuration error
 		r.log.Error("router cannot start", "err", err)
 		return

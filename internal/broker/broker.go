@@ -21,14 +21,34 @@ import (
 // its own transport, so a client never shares pooled connections with another.
 func (c *Config) Client() *kafka.Client {
 	return &kafka.Client{
-		Addr:    kafka.TCP(c.BrokerList()...),
-		Timeout: 10 * time.Second,
-		Transport: &kafka.Transport{
-			DialTimeout: c.DialTimeout,
-			IdleTimeout: 30 * time.Second,
-			MetadataTTL: 5 * time.Second,
-			ClientID:    "zaits",
-		},
+		Addr:      kafka.TCP(c.BrokerList()...),
+		Timeout:   10 * time.Second,
+		Transport: c.transport(),
+	}
+}
+
+// metadataTTL bounds how long a transport's view of the partition leaders
+// may be stale. kafka-go refreshes a transport's cached metadata only on a
+// timer, at a random time within the TTL (transport.go:589-639), never
+// after a failed request: produce and fetch requests keep going to a dead
+// leader until that timer fires, also after Kafka has moved its partitions
+// to a new leader. With 1 s they find the new leader within a second; the
+// refresh asks for this prefix's topics only (MetadataTopics), so it stays
+// small. See deploy/chaos/FINDINGS.md.
+const metadataTTL = time.Second
+
+// transport returns a new kafka-go transport for the configured brokers.
+func (c *Config) transport() *kafka.Transport {
+	topics := make([]string, 0, len(schemas.AllTopics))
+	for _, t := range schemas.AllTopics {
+		topics = append(topics, c.Topic(t.Name))
+	}
+	return &kafka.Transport{
+		DialTimeout:    c.DialTimeout,
+		IdleTimeout:    30 * time.Second,
+		MetadataTTL:    metadataTTL,
+		MetadataTopics: topics,
+		ClientID:       "zaits",
 	}
 }
 
@@ -235,12 +255,7 @@ func (c *Config) NewWriter(topic string, batchTimeout time.Duration) *kafka.Writ
 		MaxAttempts:     5,
 		WriteBackoffMin: 50 * time.Millisecond,
 		WriteBackoffMax: time.Second,
-		Transport: &kafka.Transport{
-			DialTimeout: c.DialTimeout,
-			IdleTimeout: 30 * time.Second,
-			MetadataTTL: 10 * time.Second,
-			ClientID:    "zaits",
-		},
+		Transport:       c.transport(),
 	}
 }
 
