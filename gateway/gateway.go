@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	mux "github.com/fasthttp/router"
@@ -51,8 +52,9 @@ type Gateway struct {
 	ingest   *ingester
 	recovery recovery
 
-	srv *fasthttp.Server
-	ln  net.Listener
+	srv     *fasthttp.Server
+	ln      net.Listener
+	serving atomic.Bool // the API accepts connections (readiness)
 }
 
 // New builds a gateway; nothing is started until Start.
@@ -68,7 +70,14 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Gateway, erro
 	g := &Gateway{cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), reg: reg, store: store}
 	endpointsTopic := cfg.Kafka.Topic(schemas.TopicEndpoints)
 	g.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, endpointsTopic) })
+	g.ops.AddCheck("api", func(context.Context) error {
+		if !g.serving.Load() {
+			return errors.New("not serving the API yet (topics, the endpoint view)")
+		}
+		return nil
+	})
 	g.ingest = newIngester(cfg.Ingest, cfg.Kafka, newEventCounters(reg), reg)
+	g.ops.AddCheck("ingest", func(context.Context) error { return g.ingest.ready(time.Now()) })
 	if err := g.initManagement(); err != nil {
 		return nil, err
 	}
@@ -132,6 +141,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.delivery.AddListener(g.ops.Addr())
 	ln = newConnLimiter(ln, g.cfg.Limits.MaxConns, g.cfg.Limits.MaxConnsPerIP, g.reg)
 	g.ln = ln
+	g.serving.Store(true)
 	go func() {
 		if err := g.srv.Serve(ln); err != nil {
 			g.log.Error("gateway API server stopped", "err", err)
@@ -156,6 +166,7 @@ func (g *Gateway) OpsAddr() string { return g.ops.Addr() }
 // Stop stops accepting requests, lets in-flight ones finish until ctx ends,
 // then stops the endpoint store and the ops server.
 func (g *Gateway) Stop(ctx context.Context) error {
+	g.serving.Store(false)
 	var errs []error
 	if g.ln != nil {
 		errs = append(errs, g.srv.ShutdownWithContext(ctx))

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/goccy/go-json"
@@ -105,6 +106,30 @@ type ingester struct {
 	latency *prometheus.HistogramVec
 
 	eventLatency, batchLatency prometheus.Observer
+
+	// When the last write Kafka acknowledged in full, and the last one it
+	// did not (unix nanoseconds), with that one's error: readiness (ready).
+	lastOK, lastFailed atomic.Int64
+	failure            atomic.Pointer[error]
+}
+
+// failingFor is how long a failed event write keeps the gateway not ready
+// unless a later write succeeds: long enough for a load balancer to see it,
+// short enough that a gateway taken out of rotation (no writes to prove it
+// healthy again) comes back on its own and is judged by real traffic.
+const failingFor = 5 * time.Second
+
+// ready reports an error while the latest event write failed within failingFor.
+func (in *ingester) ready(now time.Time) error {
+	failed := in.lastFailed.Load()
+	if failed == 0 || failed < in.lastOK.Load() || now.Sub(time.Unix(0, failed)) > failingFor {
+		return nil
+	}
+	err := errors.New("unknown")
+	if p := in.failure.Load(); p != nil {
+		err = *p
+	}
+	return fmt.Errorf("event writes to Kafka are failing (last %s ago): %w", now.Sub(time.Unix(0, failed)).Round(time.Millisecond), err)
 }
 
 func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg prometheus.Registerer) *ingester {
@@ -198,8 +223,11 @@ func (in *ingester) produce(msgs []kafka.Message) []error {
 	errs := make([]error, len(msgs))
 	err := in.writer.WriteMessages(ctx, msgs...)
 	if err == nil {
+		in.lastOK.Store(time.Now().UnixNano())
 		return errs
 	}
+	in.failure.Store(&err)
+	in.lastFailed.Store(time.Now().UnixNano())
 	var werrs kafka.WriteErrors
 	if errors.As(err, &werrs) && len(werrs) == len(msgs) {
 		copy(errs, werrs)

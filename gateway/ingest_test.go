@@ -245,7 +245,17 @@ func TestEventRequestAnswers503WhenKafkaDoesNotAcknowledge(t *testing.T) {
 		}
 		return ids
 	}
+	if err := in.ready(time.Now()); err != nil {
+		t.Fatalf("ready before any write: %v", err)
+	}
 	f("/v1/events", `{"type":"ocr.completed","account_id":"a","data":{}}`, "id")
+	// Readiness says so (a load balancer stops sending), for failingFor.
+	if err := in.ready(time.Now()); err == nil || !strings.Contains(err.Error(), "event writes to Kafka are failing") {
+		t.Errorf("ready after a failed write: %v", err)
+	}
+	if err := in.ready(time.Now().Add(failingFor + time.Second)); err != nil {
+		t.Errorf("ready %s after the last failed write: %v", failingFor+time.Second, err)
+	}
 	if ids := f("/v1/events", `{"id":"evt_mine_0123456789abcdefghij","type":"ocr.completed","account_id":"a","data":{}}`, "id"); ids[0] != "evt_mine_0123456789abcdefghij" {
 		t.Errorf("the producer's id came back as %s", ids[0])
 	}

@@ -66,6 +66,11 @@ type Behaviour struct {
 	Status int
 	// Hang holds the request until HangLimit passes or the receiver closes.
 	Hang bool
+	// Hold keeps each request open until the endpoint's behaviour is set
+	// again, then answers it as the new behaviour says (arrival time: then):
+	// a receiver that stopped answering and came back (backlog scenario).
+	// A request still held when the receiver closes is answered 503.
+	Hold bool
 }
 
 // Receiver is the bench's webhook endpoint server. Its methods are safe for
@@ -96,8 +101,9 @@ type endpoint struct {
 
 	mu         sync.Mutex
 	behaviour  Behaviour
-	attempts   int64 // verified requests, whatever the answer
-	failed     int64 // verified requests answered non-2xx
+	changed    chan struct{} // closed and replaced by SetBehaviour (wakes held requests)
+	attempts   int64         // verified requests, whatever the answer
+	failed     int64         // verified requests answered non-2xx
 	sigFails   int64
 	malformed  int64
 	dups       int64 // the same delivery id answered 2xx before
@@ -199,7 +205,7 @@ func (r *Receiver) Register(ep Endpoint) {
 		e.mu.Unlock()
 		return
 	}
-	r.endpoints[ep.Name] = &endpoint{id: ep.ID, secrets: ep.Secrets, keys: keys, maxSeq: -1, deliveries: map[string]struct{}{}}
+	r.endpoints[ep.Name] = &endpoint{id: ep.ID, secrets: ep.Secrets, keys: keys, maxSeq: -1, deliveries: map[string]struct{}{}, changed: make(chan struct{})}
 }
 
 // SetBehaviour sets how the endpoint named name answers from now on.
@@ -210,6 +216,8 @@ func (r *Receiver) SetBehaviour(name string, b Behaviour) error {
 	}
 	e.mu.Lock()
 	e.behaviour = b
+	close(e.changed)
+	e.changed = make(chan struct{})
 	e.mu.Unlock()
 	return nil
 }
@@ -330,6 +338,22 @@ func (r *Receiver) handle(ctx *fasthttp.RequestCtx) {
 	e.mu.Lock()
 	e.attempts++
 	b := e.behaviour
+	for b.Hold {
+		changed := e.changed
+		e.mu.Unlock()
+		select {
+		case <-changed:
+		case <-r.closed:
+			e.mu.Lock()
+			e.failed++
+			e.mu.Unlock()
+			ctx.Error("receiver closed", fasthttp.StatusServiceUnavailable)
+			return
+		}
+		now = time.Now()
+		e.mu.Lock()
+		b = e.behaviour
+	}
 	if b.Hang || (b.Status != 0 && (b.Status < 200 || b.Status > 299)) {
 		e.failed++
 		e.mu.Unlock()

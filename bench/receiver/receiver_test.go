@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/zaits/webhooks/bench/receiver"
+	"github.com/zaits/webhooks/internal/testenv"
 	"github.com/zaits/webhooks/schemas"
 )
 
@@ -204,6 +205,38 @@ func TestReceiverBehaviours(t *testing.T) {
 	er := r.Report().Endpoints["a"]
 	if er.Attempts != 3 || er.FailedAnswers != 2 || er.Delivered != 1 || er.Duplicates != 0 {
 		t.Errorf("report %+v: want 3 attempts, 2 failed answers, 1 delivered, no duplicate (a retry after a failure is not a duplicate)", er)
+	}
+
+	// Hold: the request stays open until the behaviour changes, then is
+	// answered as the new one says, and counts as delivered.
+	if err := r.SetBehaviour("a", receiver.Behaviour{Hold: true}); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		code int
+		took time.Duration
+	}
+	held := make(chan answer, 1)
+	go func() { code, took := post(1); held <- answer{code, took} }()
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if n := r.Report().Endpoints["a"].Attempts; n != 4 {
+			return fmt.Errorf("%d attempts, want the held one too", n)
+		}
+		return nil
+	})
+	select {
+	case a := <-held:
+		t.Fatalf("a held request was answered %d before the behaviour changed", a.code)
+	case <-time.After(300 * time.Millisecond): // longer than the hang limit: Hold is not Hang
+	}
+	if err := r.SetBehaviour("a", receiver.Behaviour{}); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-held; a.code != 200 || a.took < 300*time.Millisecond {
+		t.Errorf("released request answered %d after %s, want 200 after the hold", a.code, a.took)
+	}
+	if er := r.Report().Endpoints["a"]; er.Delivered != 2 || er.FailedAnswers != 2 {
+		t.Errorf("after the hold: %+v, want 2 delivered, still 2 failed answers", er)
 	}
 	if err := r.SetBehaviour("nope", receiver.Behaviour{}); err == nil {
 		t.Error("SetBehaviour of an unregistered endpoint must fail")

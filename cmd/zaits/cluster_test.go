@@ -60,13 +60,14 @@ func TestDeliveryGoesOnWhileTheGroupCoordinatorIsDown(t *testing.T) {
 		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 	}
 	args := []string{
 		"-dev", "-log.level=warn",
 		"-kafka.brokers=" + cluster.Addr(), "-kafka.replication-factor=3", "-kafka.topic-prefix=" + prefix,
-		"-dispatcher.group=" + dispatcherGroup, "-gateway.fanout-group=" + routerGroup,
+		"-dispatcher.group=" + dispatcherGroup, "-router.group=" + routerGroup,
 		"-clickhouse.addr=" + testenv.ClickHouseAddr(), "-clickhouse.database=" + db,
-		"-gateway.listen=" + gw, "-gateway.ops-listen=" + ops[0], "-dispatcher.ops-listen=" + ops[1], "-analytics.ops-listen=" + ops[2],
+		"-gateway.listen=" + gw, "-gateway.ops-listen=" + ops[0], "-dispatcher.ops-listen=" + ops[1], "-analytics.ops-listen=" + ops[2], "-router.ops-listen=" + ops[3],
 		"-gateway.api-keys=" + keyEntry, "-gateway.service-tokens=" + tokenEntry,
 		"-delivery.allow-networks=127.0.0.0/8",
 		"-shutdown-timeout=8s",

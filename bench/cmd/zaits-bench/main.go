@@ -36,6 +36,7 @@ func run(args []string) int {
 		failCfg    scenario.FailuresConfig
 		histCfg    scenario.HistoryConfig
 		recCfg     scenario.RecoveryConfig
+		backCfg    = scenario.BacklogConfig{Kafka: &kafkaCfg}
 	)
 	kafkaCfg.RegisterFlags(fs)
 	suiteCfg.RegisterFlags(fs)
@@ -45,7 +46,8 @@ func run(args []string) int {
 	failCfg.RegisterFlags(fs)
 	histCfg.RegisterFlags(fs)
 	recCfg.RegisterFlags(fs)
-	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg), scenario.Failures(&failCfg), scenario.History(&histCfg), scenario.Recovery(&recCfg)}
+	backCfg.RegisterFlags(fs)
+	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg), scenario.Failures(&failCfg), scenario.History(&histCfg), scenario.Recovery(&recCfg), scenario.Backlog(&backCfg)}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: zaits-bench [flags]\n\nscenarios:\n")
 		for _, s := range all {
@@ -75,7 +77,7 @@ func run(args []string) int {
 		return 0
 	}
 	scenarios, selErr := suite.Select(all, &suiteCfg)
-	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), failCfg.Validate(), histCfg.Validate(), recCfg.Validate(), selErr); err != nil {
+	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), failCfg.Validate(), histCfg.Validate(), recCfg.Validate(), backCfg.Validate(), selErr); err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 2
 	}
