@@ -512,6 +512,7 @@ func (j *jobRun) run(ctx context.Context, r *recoveryRun) error {
 }
 
 func (j *jobRun) wait(ctx context.Context, r *recoveryRun) error {
+	procs := r.env.Processes(ctx, r.t)
 	j.started = time.Now()
 	for seq := range j.n {
 		if err := j.rcv.Expect(j.name, seq, j.started); err != nil {
@@ -520,7 +521,7 @@ func (j *jobRun) wait(ctx context.Context, r *recoveryRun) error {
 	}
 	// Drawn on the live run's time axis: this starts at the end of its warm-up.
 	warm := r.env.Config.Warmup
-	j.timeline = newTimeline(j.rcv, j.started.Add(-warm), warm)
+	j.timeline = newTimeline(j.rcv, procs, j.started.Add(-warm), warm)
 	defer func() {
 		j.timeline.stop()
 		if j.took == 0 {
@@ -619,7 +620,11 @@ func (j *jobRun) measurement(r *recoveryRun, name, path string) *suite.Measureme
 		s.Timeline = j.timeline.samples
 	}
 	rep := j.report
-	return suite.NewMeasurement(s, "deliveries", path, &rep)
+	m := suite.NewMeasurement(s, "deliveries", path, &rep)
+	if j.timeline != nil && j.took > 0 {
+		m.CPU = j.timeline.cpuBetween(j.started, j.started.Add(j.took))
+	}
+	return m
 }
 
 func deref(s *string) string {
