@@ -339,7 +339,8 @@ func cpuTable(runs []*Measurement) string {
 		return ""
 	}
 	var b strings.Builder
-	b.WriteString("\nCPU seconds per 1,000 deliveries (cores used) in the measured window, from /proc/<pid>/stat (utime+stime):\n\n| run | deliveries | window |")
+	b.WriteString("\nCPU seconds per 1,000 deliveries (cores used) in the measured window, from /proc/<pid>/stat (utime+stime of all threads). " +
+		"Kafka and ClickHouse are the whole servers: anything else using them in the window (another system, a test) is in their figures; read them with the load average.\n\n| run | deliveries | window |")
 	for _, n := range names {
 		b.WriteString(" " + n + " |")
 	}
