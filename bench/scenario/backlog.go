@@ -157,6 +157,7 @@ func runBacklog(ctx context.Context, env *suite.Env, t *suite.Target, cfg *Backl
 		return nil, fmt.Errorf("end offsets of %s: %w", kc.Topic(schemas.TopicDeliveries), err)
 	}
 
+	procs := env.Processes(ctx, t)
 	// The outage: every request is held open from now on.
 	for _, n := range names {
 		if err := rcv.SetBehaviour(n, receiver.Behaviour{Hold: true}); err != nil {
@@ -164,6 +165,7 @@ func runBacklog(ctx context.Context, env *suite.Env, t *suite.Target, cfg *Backl
 		}
 	}
 	outage := time.Now()
+	outageCPU := procs.Sample()
 	var accepted int64
 	for next := int64(1); next <= int64(cfg.events()); {
 		batch := make([]int64, 0, cfg.BatchSize)
@@ -190,13 +192,14 @@ func runBacklog(ctx context.Context, env *suite.Env, t *suite.Target, cfg *Backl
 		return nil, fmt.Errorf("only %d of %d tasks reached %s within 10 minutes", routed, want, kc.Topic(schemas.TopicDeliveries))
 	}
 	queuedIn := time.Since(outage)
+	queueCPU := procs.Usage(outageCPU, procs.Sample(), routed)
 	held := rcv.Report().Requests
 	env.Log.Info("backlog queued", "tasks", routed, "events", accepted, "published_in", published.Round(time.Millisecond), "queued_in", queuedIn.Round(time.Millisecond), "held_requests", held)
 
 	// The receiver answers again: the drain.
 	deliveredBefore := rcv.Delivered()
 	release := time.Now()
-	tl := newTimeline(rcv, release, 0)
+	tl := newTimeline(rcv, procs, release, 0)
 	for _, n := range names {
 		if err := rcv.SetBehaviour(n, receiver.Behaviour{}); err != nil {
 			tl.stop()
@@ -208,6 +211,7 @@ func runBacklog(ctx context.Context, env *suite.Env, t *suite.Target, cfg *Backl
 	if !drained {
 		took -= cfg.Drain // the time since the last request was idle
 	}
+	end := release.Add(took)
 	tl.stop()
 	rep := rcv.Report()
 	delivered := rcv.Delivered() - deliveredBefore
@@ -216,6 +220,7 @@ func runBacklog(ctx context.Context, env *suite.Env, t *suite.Target, cfg *Backl
 		Duration: took, Units: delivered, Latency: load.NewHistogram()}
 	m := suite.NewMeasurement(stats, "deliveries", "<p>.deliveries backlog → dispatcher → receiver", &rep)
 	m.Timeline = tl.samples
+	m.CPU = tl.cpuBetween(release, end)
 	res := &suite.Result{Runs: []*suite.Measurement{m}}
 	rate := m.UnitsPerSecond
 	res.Headline = append(res.Headline,
@@ -243,6 +248,7 @@ func runBacklog(ctx context.Context, env *suite.Env, t *suite.Target, cfg *Backl
 	res.Notes = append(res.Notes,
 		fmt.Sprintf("The outage: from the end of the probe on, the receiver held every request open (one attempt in flight per endpoint, the dispatcher's -delivery.timeout=%s outlasts it), while %d events × %d endpoints were published in batches of %d (%s) and fanned out into <p>.deliveries (all %d tasks there %s after the outage began). Then it answered 200 again, the held attempts first.", cfg.Timeout, accepted, len(names), cfg.BatchSize, published.Round(time.Millisecond), routed, queuedIn.Round(time.Millisecond)),
 		"The drain rate is the distinct verified deliveries from the moment the receiver answered again until the last expected one arrived, divided by that time; the chart is its per-second rate. Latencies are not timed here (accepted→receipt would be the outage).",
+		"CPU of the queueing phase (publishing and fan-out, per 1,000 tasks queued): "+cpuLine(queueCPU)+"; the table above is the drain's, per 1,000 deliveries.",
 		"Measured on a private zaits started for this scenario: `zaits "+strings.Join(t.Args, " ")+"`")
 	var faults []string
 	if n := rep.SignatureFailures + rep.Malformed + rep.OrderViolations + rep.Losses; n > 0 {
@@ -255,4 +261,18 @@ func runBacklog(ctx context.Context, env *suite.Env, t *suite.Target, cfg *Backl
 		return res, errors.New(strings.Join(faults, "; "))
 	}
 	return res, nil
+}
+
+// cpuLine is a report's per-1,000 CPU seconds, one "process x s" per process.
+func cpuLine(r *suite.CPUReport) string {
+	var parts []string
+	for _, p := range r.Processes {
+		switch {
+		case p.Absent != "":
+			parts = append(parts, p.Process+" absent")
+		case p.PerThousand != nil:
+			parts = append(parts, fmt.Sprintf("%s %.3f s", p.Process, *p.PerThousand))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -181,14 +181,27 @@ func ceilingRun(ctx context.Context, env *suite.Env, cfg *CeilingConfig, plan lo
 	}
 	plan.Concurrency, plan.Unit, plan.Progress = conc, "deliveries", env.Progress
 	plan.Name = "ceiling " + plan.Name
+	// CPU is sampled when the warm-up ends and when the run returns, the
+	// measured window's ends (no system here: zaits is absent).
+	procs := env.Processes(ctx, nil)
+	measureFrom := make(chan suite.CPUSample, 1)
+	warm := time.AfterFunc(plan.Warmup, func() { measureFrom <- procs.Sample() })
+	defer warm.Stop()
 	stats, err := load.Run(ctx, plan, op)
 	if err != nil {
 		return nil, err
 	}
+	end := procs.Sample()
 	stats.Name = plan.Name[len("ceiling "):]
 	rep := rcv.Report()
 	rep.Endpoints = nil // N endpoints of identical counters would only bloat results.json
-	return suite.NewMeasurement(stats, "deliveries", "bare fasthttp client → receiver", &rep), nil
+	m := suite.NewMeasurement(stats, "deliveries", "bare fasthttp client → receiver", &rep)
+	select {
+	case from := <-measureFrom:
+		m.CPU = procs.Usage(from, end, stats.Units)
+	default: // stopped within the warm-up
+	}
+	return m, nil
 }
 
 func clip(b []byte, n int) string {

@@ -33,30 +33,51 @@ type E2EConfig struct {
 	// stops goes on without any request reaching the receiver; while
 	// deliveries keep arriving it goes on, up to 4×Drain in all. Default 15s.
 	Drain time.Duration
+	// Steady publishes one event per request (POST /v1/events) at an even
+	// pace instead of batches: the e2e-steady scenario, whose latency is the
+	// pipeline's and not a batch's queueing. Set it before RegisterFlags:
+	// the flags are then e2e-steady.*, with no batch size (always 1) and
+	// rates 20,75,150 by default.
+	Steady bool
 }
 
-// RegisterFlags registers the e2e.* flags.
+// name is the scenario's name and flag prefix: "e2e" or "e2e-steady".
+func (c *E2EConfig) name() string {
+	if c.Steady {
+		return "e2e-steady"
+	}
+	return "e2e"
+}
+
+// RegisterFlags registers the e2e.* flags (e2e-steady.* when Steady).
 func (c *E2EConfig) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.Endpoints, "e2e.endpoints", 100, "endpoints at the receiver (N, the ceiling's count); every event goes to all of them")
-	fs.StringVar(&c.Rates, "e2e.rates", "20,150", "comma-separated events/s to publish (R), one run each; deliveries/s offered = N×R")
-	fs.IntVar(&c.BatchSize, "e2e.batch-size", 20, "events per publish request (POST /v1/events/batch)")
-	fs.DurationVar(&c.Drain, "e2e.drain", 15*time.Second, "after publishing stops, wait for the last deliveries until none arrived for this long (at most 4× in all)")
+	p, rates := c.name(), "20,150"
+	if c.Steady {
+		rates, c.BatchSize = "20,75,150", 1
+	}
+	fs.IntVar(&c.Endpoints, p+".endpoints", 100, "endpoints at the receiver (N, the ceiling's count); every event goes to all of them")
+	fs.StringVar(&c.Rates, p+".rates", rates, "comma-separated events/s to publish (R), one run each; deliveries/s offered = N×R")
+	if !c.Steady {
+		fs.IntVar(&c.BatchSize, p+".batch-size", 20, "events per publish request (POST /v1/events/batch)")
+	}
+	fs.DurationVar(&c.Drain, p+".drain", 15*time.Second, "after publishing stops, wait for the last deliveries until none arrived for this long (at most 4× in all)")
 }
 
 // Validate reports every problem at once.
 func (c *E2EConfig) Validate() error {
 	var errs []error
+	p := c.name()
 	if c.Endpoints < 1 || c.Endpoints > 10_000 {
-		errs = append(errs, fmt.Errorf("e2e.endpoints: must be 1..10000, got %d", c.Endpoints))
+		errs = append(errs, fmt.Errorf("%s.endpoints: must be 1..10000, got %d", p, c.Endpoints))
 	}
 	if _, err := c.RateList(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.BatchSize < 1 || c.BatchSize > 1000 {
-		errs = append(errs, fmt.Errorf("e2e.batch-size: must be 1..1000, got %d", c.BatchSize))
+	if c.BatchSize < 1 || c.BatchSize > 1000 || (c.Steady && c.BatchSize != 1) {
+		errs = append(errs, fmt.Errorf("%s.batch-size: must be 1..1000 (1 when steady), got %d", p, c.BatchSize))
 	}
 	if c.Drain <= 0 {
-		errs = append(errs, errors.New("e2e.drain: must be positive"))
+		errs = append(errs, fmt.Errorf("%s.drain: must be positive", p))
 	}
 	return errors.Join(errs...)
 }
@@ -70,22 +91,27 @@ func (c *E2EConfig) RateList() ([]float64, error) {
 		}
 		r, err := strconv.ParseFloat(f, 64)
 		if err != nil || r <= 0 {
-			return nil, fmt.Errorf("e2e.rates: %q is not a positive number", f)
+			return nil, fmt.Errorf("%s.rates: %q is not a positive number", c.name(), f)
 		}
 		out = append(out, r)
 	}
 	if len(out) == 0 {
-		return nil, errors.New("e2e.rates: at least one rate is required")
+		return nil, fmt.Errorf("%s.rates: at least one rate is required", c.name())
 	}
 	return out, nil
 }
 
 // E2E measures the whole system: events published over HTTP are routed,
-// dispatched and delivered to the bench's verifying receiver.
+// dispatched and delivered to the bench's verifying receiver. With
+// cfg.Steady it is e2e-steady: one event per request, evenly paced.
 func E2E(cfg *E2EConfig) suite.Scenario {
+	about := "Registers N endpoints at the bench's verifying receiver, publishes events at rate R over HTTP in batches (each event goes to all N), and measures sustained deliveries/s, publish→receipt latency, and signature failures, order violations, duplicates and losses."
+	if cfg.Steady {
+		about = "As e2e, but publishing one event per request (POST /v1/events) at an even pace, in sequence order: publish→receipt latency is the pipeline's, not a batch's queueing."
+	}
 	return suite.Scenario{
-		Name:  "e2e",
-		About: "Registers N endpoints at the bench's verifying receiver, publishes events at rate R over HTTP (each event goes to all N), and measures sustained deliveries/s, publish→receipt latency, and signature failures, order violations, duplicates and losses.",
+		Name:  cfg.name(),
+		About: about,
 		Estimate: func(sc *suite.Config) time.Duration {
 			rates, _ := cfg.RateList()
 			return time.Duration(len(rates))*(sc.Warmup+sc.Duration+cfg.Drain/2+5*time.Second) + 10*time.Second
@@ -105,11 +131,15 @@ func E2E(cfg *E2EConfig) suite.Scenario {
 			var faults []string
 			for i, rate := range rates {
 				// One publisher keeps acceptance order = sequence order; batches
-				// grow with the rate so it needs at most 10 requests/s.
+				// grow with the rate so it needs at most 10 requests/s
+				// (steady: one event per request, R requests/s).
 				batch := min(max(cfg.BatchSize, int(rate/10)), 1000)
+				if cfg.Steady {
+					batch = 1
+				}
 				m, err := deliver(ctx, env, target, deliveryPlan{
 					name:      fmt.Sprintf("%d endpoints × %s events/s", cfg.Endpoints, load.Thousands(rate)),
-					endpoints: cfg.Endpoints, rate: rate, batch: batch, drain: cfg.Drain,
+					endpoints: cfg.Endpoints, rate: rate, batch: batch, single: cfg.Steady, drain: cfg.Drain,
 				})
 				if m == nil {
 					return res, err
@@ -155,8 +185,12 @@ func E2E(cfg *E2EConfig) suite.Scenario {
 			if target.Started {
 				res.Notes = append(res.Notes, "Measured on a private zaits started for this scenario: `zaits "+strings.Join(target.Args, " ")+"`")
 			}
+			publisherNote := "One publisher sends the batches in sequence order, so acceptance order is sequence order and any order violation is the system's; batches hold max(e2e.batch-size, R/10) events so it needs at most 10 requests/s."
+			if cfg.Steady {
+				publisherNote = "One publisher sends one event per request (POST /v1/events) at R requests/s, each due 1/R after the previous one and sent when the previous one was answered, so acceptance order is sequence order and any order violation is the system's. When one request takes longer than 1/R the next ones are late, and that lateness is in the latency (measured from when each was due): compare \"accepted for delivery\" with the offered rate."
+			}
 			res.Notes = append(res.Notes,
-				"One publisher sends the batches in sequence order, so acceptance order is sequence order and any order violation is the system's; batches hold max(e2e.batch-size, R/10) events so it needs at most 10 requests/s. \"Accepted for delivery\" is what the gateway accepted (events × N) per second: when it is below the offered rate, ingestion (or the publisher) was the limit, not delivery.",
+				publisherNote+" \"Accepted for delivery\" is what the gateway accepted (events × N) per second: when it is below the offered rate, ingestion (or the publisher) was the limit, not delivery.",
 				"Latency is from when each publish request was due (open loop, coordinated omission corrected) to the receiver's arrival time: it includes the ingest request. Events published during the warm-up are checked for loss, order and duplicates but not timed.",
 				"Deliveries/s counts distinct verified deliveries the receiver answered 200 to during the measured window.")
 			if len(faults) > 0 {
@@ -174,6 +208,8 @@ type deliveryPlan struct {
 	rate      float64 // events/s
 	batch     int
 	drain     time.Duration
+	// single publishes with POST /v1/events, one event per request (batch 1).
+	single bool
 	// behave sets how endpoint i answers once the probe went through (failures scenario).
 	behave map[int]receiver.Behaviour
 	// receiverConfig configures the receiver (zero: defaults).
@@ -231,7 +267,7 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 		created = append(created, ep.ID)
 		rcv.Register(receiver.Endpoint{Name: names[i], ID: ep.ID, Secrets: []string{ep.Secret}})
 	}
-	pub := &publisher{target: t, run: run, client: &fasthttp.Client{
+	pub := &publisher{target: t, run: run, single: plan.single, client: &fasthttp.Client{
 		MaxConnsPerHost: 4, ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second, MaxResponseBodySize: 4 << 20, MaxIdemponentCallAttempts: 1,
 	}}
 	expect := func(seqs []int64, at time.Time) error {
@@ -245,6 +281,7 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 		return nil
 	}
 
+	procs := env.Processes(ctx, t)
 	// Probe: one event must reach every endpoint before the clock starts.
 	probeStart := time.Now()
 	seqs, err := pub.publish(ctx, []int64{0})
@@ -276,7 +313,7 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 	var mu sync.Mutex // one publisher, but keep seq handout obviously safe
 	started := time.Now()
 	measureFrom := started.Add(sc.Warmup)
-	tl := newTimeline(rcv, started, sc.Warmup)
+	tl := newTimeline(rcv, procs, started, sc.Warmup)
 	op := func(ctx context.Context, _ int, intended time.Time) (int, error) {
 		mu.Lock()
 		batch := make([]int64, plan.batch)
@@ -340,10 +377,15 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 	env.Log.Info("drain", "complete", drained, "took", time.Since(drainStart).Round(time.Millisecond))
 	tl.stop()
 	rep := rcv.Report()
-	m := suite.NewMeasurement(stats, "deliveries", "HTTP POST /v1/events/batch → router → dispatcher → receiver", &rep)
+	path := "HTTP POST /v1/events/batch → router → dispatcher → receiver"
+	if plan.single {
+		path = "HTTP POST /v1/events → router → dispatcher → receiver"
+	}
+	m := suite.NewMeasurement(stats, "deliveries", path, &rep)
 	m.OfferedPerSecond = stats.UnitsPerSecond()
 	m.Timeline = tl.samples
 	m.Units = tl.deliveredBetween(measureFrom, measureEnd)
+	m.CPU = tl.cpuBetween(measureFrom, measureEnd)
 	m.UnitsPerSecond = float64(m.Units) / stats.Duration.Seconds()
 	if !drained {
 		return m, errors.Join(alongsideErr, fmt.Errorf("%w %s after publishing stopped (no request for %s, or %s in all; counts as of then)", errNotDrained, time.Since(drainStart).Round(time.Second), plan.drain, 4*plan.drain))
@@ -397,14 +439,39 @@ type publisher struct {
 	target *suite.Target
 	run    string
 	client *fasthttp.Client
+	// single posts each event on its own to POST /v1/events (publish is
+	// then given one sequence number at a time).
+	single bool
 	// eventType is the type of the events; default EventType.
 	eventType string
 }
 
 // publish posts the events with sequence numbers seqs and returns the ones
-// the system accepted (all on 202, the accepted items on 207).
+// the system accepted (all on 202, the accepted items on 207). A single
+// publisher posts each to POST /v1/events on its own, in order, and stops
+// at the first one not accepted.
 func (p *publisher) publish(ctx context.Context, seqs []int64) ([]int64, error) {
-	body := []byte(`{"events":[`)
+	if p.single {
+		for i, s := range seqs {
+			if err := p.post(ctx, "/v1/events", []int64{s}, nil); err != nil {
+				return seqs[:i], err
+			}
+		}
+		return seqs, nil
+	}
+	var accepted []int64
+	err := p.post(ctx, "/v1/events/batch", seqs, &accepted)
+	return accepted, err
+}
+
+// post sends seqs to path: one event as the body of /v1/events, or
+// {"events":[…]} to /v1/events/batch, whose accepted sequence numbers
+// (all on 202, the accepted items on 207) go to *accepted.
+func (p *publisher) post(ctx context.Context, path string, seqs []int64, accepted *[]int64) error {
+	var body []byte
+	if accepted != nil {
+		body = append(body, `{"events":[`...)
+	}
 	for i, s := range seqs {
 		if i > 0 {
 			body = append(body, ',')
@@ -415,26 +482,31 @@ func (p *publisher) publish(ctx context.Context, seqs []int64) ([]int64, error) 
 		}
 		v, err := json.Marshal(ev)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		body = append(body, v...)
 	}
-	body = append(body, "]}"...)
+	if accepted != nil {
+		body = append(body, "]}"...)
+	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetMethod(fasthttp.MethodPost)
-	req.SetRequestURI(p.target.GatewayURL + "/v1/events/batch")
+	req.SetRequestURI(p.target.GatewayURL + path)
 	req.Header.Set("Authorization", "Bearer "+p.target.ServiceToken)
 	req.Header.SetContentType("application/json")
 	req.SetBodyRaw(body)
 	if err := p.client.DoTimeout(req, resp, 15*time.Second); err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
+		return fmt.Errorf("publish: %w", err)
 	}
-	switch resp.StatusCode() {
-	case fasthttp.StatusAccepted:
-		return seqs, nil
-	case fasthttp.StatusMultiStatus:
+	switch {
+	case resp.StatusCode() == fasthttp.StatusAccepted:
+		if accepted != nil {
+			*accepted = seqs
+		}
+		return nil
+	case resp.StatusCode() == fasthttp.StatusMultiStatus && accepted != nil:
 		var env struct {
 			Data struct {
 				Results []struct {
@@ -444,36 +516,38 @@ func (p *publisher) publish(ctx context.Context, seqs []int64) ([]int64, error) 
 			} `json:"data"`
 		}
 		if err := json.Unmarshal(resp.Body(), &env); err != nil {
-			return nil, fmt.Errorf("publish: 207 answer: %w", err)
+			return fmt.Errorf("publish: 207 answer: %w", err)
 		}
-		var ok []int64
 		for _, r := range env.Data.Results {
 			if r.Status == "accepted" && r.Index >= 0 && r.Index < len(seqs) {
-				ok = append(ok, seqs[r.Index])
+				*accepted = append(*accepted, seqs[r.Index])
 			}
 		}
-		return ok, fmt.Errorf("publish: %d of %d events rejected: %s", len(seqs)-len(ok), len(seqs), clip(resp.Body(), 300))
+		return fmt.Errorf("publish: %d of %d events rejected: %s", len(seqs)-len(*accepted), len(seqs), clip(resp.Body(), 300))
 	}
-	return nil, fmt.Errorf("publish: status %d: %s", resp.StatusCode(), clip(resp.Body(), 300))
+	return fmt.Errorf("publish: status %d: %s", resp.StatusCode(), clip(resp.Body(), 300))
 }
 
-// timeline samples the receiver's delivered count every second.
+// timeline samples the receiver's delivered count, and the CPU time of
+// the run's processes, every second.
 type timeline struct {
 	rcv     *receiver.Receiver
+	procs   suite.Processes
 	start   time.Time
 	warmup  time.Duration
 	samples []load.Sample
 	counts  []int64 // delivered at each sample
+	cpu     []suite.CPUSample
 	times   []time.Time
 	done    chan struct{}
 	wg      sync.WaitGroup
 }
 
-func newTimeline(rcv *receiver.Receiver, start time.Time, warmup time.Duration) *timeline {
-	t := &timeline{rcv: rcv, start: start, warmup: warmup, done: make(chan struct{})}
+func newTimeline(rcv *receiver.Receiver, procs suite.Processes, start time.Time, warmup time.Duration) *timeline {
+	t := &timeline{rcv: rcv, procs: procs, start: start, warmup: warmup, done: make(chan struct{})}
 	// The first interval starts when sampling does, which may be after start
 	// (a recovery job's line drawn on its live run's time axis).
-	t.counts, t.times = []int64{rcv.Delivered()}, []time.Time{time.Now()}
+	t.counts, t.cpu, t.times = []int64{rcv.Delivered()}, []suite.CPUSample{procs.Sample()}, []time.Time{time.Now()}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -486,11 +560,12 @@ func newTimeline(rcv *receiver.Receiver, start time.Time, warmup time.Duration) 
 				return
 			case now := <-tick.C:
 				d, e := rcv.Delivered(), rcv.Errors()
+				cpu := procs.Sample()
 				prev := t.counts[len(t.counts)-1]
 				e, prevErr = e-prevErr, e
 				el := now.Sub(t.times[len(t.times)-1]).Seconds()
 				t.samples = append(t.samples, load.Sample{T: now.Sub(start).Seconds(), Rate: float64(d-prev) / el, Errors: e, Warmup: now.Sub(start) <= warmup})
-				t.counts, t.times = append(t.counts, d), append(t.times, now)
+				t.counts, t.cpu, t.times = append(t.counts, d), append(t.cpu, cpu), append(t.times, now)
 			}
 		}
 	}()
@@ -502,16 +577,25 @@ func (t *timeline) stop() {
 	t.wg.Wait()
 }
 
+// nearest is the index of the sample nearest to at.
+func (t *timeline) nearest(at time.Time) int {
+	best, bestD := 0, time.Duration(1<<62)
+	for i, ts := range t.times {
+		if d := max(ts.Sub(at), at.Sub(ts)); d < bestD {
+			best, bestD = i, d
+		}
+	}
+	return best
+}
+
 // deliveredBetween is the deliveries between the samples nearest to from and to.
 func (t *timeline) deliveredBetween(from, to time.Time) int64 {
-	nearest := func(at time.Time) int64 {
-		best, bestD := int64(0), time.Duration(1<<62)
-		for i, ts := range t.times {
-			if d := max(ts.Sub(at), at.Sub(ts)); d < bestD {
-				best, bestD = t.counts[i], d
-			}
-		}
-		return best
-	}
-	return nearest(to) - nearest(from)
+	return t.counts[t.nearest(to)] - t.counts[t.nearest(from)]
+}
+
+// cpuBetween is the processes' CPU between the same samples as
+// deliveredBetween, per 1,000 of its deliveries.
+func (t *timeline) cpuBetween(from, to time.Time) *suite.CPUReport {
+	a, b := t.nearest(from), t.nearest(to)
+	return t.procs.Usage(t.cpu[a], t.cpu[b], t.counts[b]-t.counts[a])
 }

@@ -288,6 +288,7 @@ func (r *recoveryRun) report(alone, during, duringReplay *suite.Measurement, rec
 		suite.Metric{Name: "duplicates (counted)", Value: float64(dups)})
 	res.Notes = append(res.Notes,
 		"Measured on a private zaits started for this scenario: `zaits "+strings.Join(r.t.Args, " ")+"`",
+		"CPU per 1,000 deliveries: the live runs beside a job and the job's own run overlap, and each divides all the processes' CPU in its window by its own deliveries only, so both include the other's work; the live-alone run is the clean figure for the live traffic.",
 		fmt.Sprintf("Jobs: each asks for `\"rate\": %d`; the system runs with `-router.jobs-max-rate=%d` (all jobs of the router together, and any one of them), so they run at %d tasks/s at most. The router's defaults are -router.job-rate=500 (a job that asks for no rate) and -router.jobs-max-rate=2000.", c.JobRate, c.JobsMaxRate, c.effectiveRate()),
 		fmt.Sprintf("Live traffic: %d endpoints, %s %s events/s (each to all of them), published in batches of %d by one publisher; its publish→receipt latency is over the events published in each run's measured window: the whole job for the runs beside a job (the window ends when the receiver has all N).", c.Endpoints, load.Thousands(c.Rate), EventType, max(1, int(c.Rate/20))),
 		fmt.Sprintf("The N = %s events are %s, published over HTTP in batches of %d between %s and %s (the jobs' window) to one endpoint answering 500; `-dispatcher.retry-schedule=%s` makes each fail 5 times within seconds. The failing stage ends when the receiver counted 5 attempts of each and `GET …/deliveries?status=failed` lists N; then the endpoint answers 200.", load.Thousands(n), RecoveryEventType, c.BatchSize, r.since.Format(time.RFC3339), r.until.Format(time.RFC3339), c.RetrySchedule),
@@ -512,6 +513,7 @@ func (j *jobRun) run(ctx context.Context, r *recoveryRun) error {
 }
 
 func (j *jobRun) wait(ctx context.Context, r *recoveryRun) error {
+	procs := r.env.Processes(ctx, r.t)
 	j.started = time.Now()
 	for seq := range j.n {
 		if err := j.rcv.Expect(j.name, seq, j.started); err != nil {
@@ -520,7 +522,7 @@ func (j *jobRun) wait(ctx context.Context, r *recoveryRun) error {
 	}
 	// Drawn on the live run's time axis: this starts at the end of its warm-up.
 	warm := r.env.Config.Warmup
-	j.timeline = newTimeline(j.rcv, j.started.Add(-warm), warm)
+	j.timeline = newTimeline(j.rcv, procs, j.started.Add(-warm), warm)
 	defer func() {
 		j.timeline.stop()
 		if j.took == 0 {
@@ -619,7 +621,11 @@ func (j *jobRun) measurement(r *recoveryRun, name, path string) *suite.Measureme
 		s.Timeline = j.timeline.samples
 	}
 	rep := j.report
-	return suite.NewMeasurement(s, "deliveries", path, &rep)
+	m := suite.NewMeasurement(s, "deliveries", path, &rep)
+	if j.timeline != nil && j.took > 0 {
+		m.CPU = j.timeline.cpuBetween(j.started, j.started.Add(j.took))
+	}
+	return m
 }
 
 func deref(s *string) string {

@@ -89,6 +89,18 @@ func TestCeilingWritesAFaultFreeReport(t *testing.T) {
 			t.Errorf("%s: receiver delivered %d (latency samples %d), client counted %d measured", m.Name, rp.Delivered, m.ReceiverLatency.Count, m.Units)
 		}
 	}
+	for _, m := range res.Runs {
+		// No system here: zaits is absent, not zero; the bench did the work.
+		if m.CPU == nil || m.CPU.Deliveries != m.Units {
+			t.Fatalf("%s: CPU report %+v, want one over the %d measured deliveries", m.Name, m.CPU, m.Units)
+		}
+		if z := cpuOf(t, m, "zaits"); z.Absent != "no system in this scenario" || z.Seconds != nil {
+			t.Errorf("%s: zaits %+v, want absent", m.Name, z)
+		}
+		if b := cpuOf(t, m, "bench"); b.Absent != "" || *b.Seconds <= 0 || *b.PerThousand <= 0 || *b.Cores <= 0 {
+			t.Errorf("%s: bench %+v, want CPU > 0", m.Name, b)
+		}
+	}
 	for _, f := range []string{"report.md", "results.json", "throughput-ceiling.svg", "latency-ceiling.svg", "ceiling-ratio.svg"} {
 		b, err := os.ReadFile(filepath.Join(su.Dir, f))
 		if err != nil || len(b) == 0 {
@@ -96,7 +108,8 @@ func TestCeilingWritesAFaultFreeReport(t *testing.T) {
 		}
 	}
 	report, _ := os.ReadFile(filepath.Join(su.Dir, "report.md"))
-	for _, want := range []string{"ceiling (closed loop)", "| cores | ", "| Kafka | ", "| ClickHouse | ", "| git commit | ", "![latency](latency-ceiling.svg)"} {
+	for _, want := range []string{"ceiling (closed loop)", "| cores | ", "| Kafka | ", "| ClickHouse | ", "| git commit | ", "![latency](latency-ceiling.svg)",
+		"CPU seconds per 1,000 deliveries", "| run | deliveries | window | zaits | kafka | clickhouse | bench |", "Absent: zaits: no system in this scenario."} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("report.md lacks %q", want)
 		}
@@ -106,6 +119,20 @@ func TestCeilingWritesAFaultFreeReport(t *testing.T) {
 	if err := json.Unmarshal(raw, &back); err != nil || len(back.Results) != 1 || back.Results[0].Runs[0].Units != closed.Units {
 		t.Errorf("results.json does not round-trip: %v", err)
 	}
+}
+
+// cpuOf is the named process's CPU in run m.
+func cpuOf(t *testing.T, m *suite.Measurement, name string) suite.ProcessCPU {
+	t.Helper()
+	if m.CPU != nil {
+		for _, p := range m.CPU.Processes {
+			if p.Process == name {
+				return p
+			}
+		}
+	}
+	t.Fatalf("%s: no CPU figure for %s in %+v", m.Name, name, m.CPU)
+	return suite.ProcessCPU{}
 }
 
 // gateway is a stand-in for the ingest API on a loopback port: it checks

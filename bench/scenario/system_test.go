@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +55,9 @@ func TestScenariosAgainstTheSystem(t *testing.T) {
 	if rp.Delivered == 0 || rp.Delivered != rp.Expected || rp.Losses+rp.SignatureFailures+rp.Malformed+rp.OrderViolations != 0 {
 		t.Errorf("e2e receiver: %+v", rp)
 	}
+	if z, b := cpuOf(t, e2e.Runs[0], "zaits"), cpuOf(t, e2e.Runs[0], "bench"); z.Absent != "" || *z.Seconds <= 0 || b.Absent != "" || *b.Seconds <= 0 {
+		t.Errorf("e2e CPU: zaits %+v, bench %+v: want both measured, > 0", z, b)
+	}
 	if failures.Status != "ok" || len(failures.Runs) != 2 {
 		t.Fatalf("failures: %s (%s)", failures.Status, failures.Reason)
 	}
@@ -69,6 +74,45 @@ func TestScenariosAgainstTheSystem(t *testing.T) {
 			t.Errorf("history %s: %d queries, %d errors (%s)", m.Name, m.Units, m.Errors, m.FirstError)
 		}
 	}
+}
+
+// e2e-steady against a private instance of the real system: one event per
+// POST /v1/events, in order, every one verified at every endpoint; the run
+// reports the CPU of the private zaits (its process) and of the bench.
+func TestE2ESteadyAgainstTheSystem(t *testing.T) {
+	bin, kc := buildZaits(t)
+	cfg := config(t, kc)
+	cfg.System, cfg.ZaitsBinary = "start", bin
+	cfg.Warmup, cfg.Duration = time.Second, 3*time.Second
+	ec := &scenario.E2EConfig{Steady: true}
+	ec.RegisterFlags(flag.NewFlagSet("e", flag.ContinueOnError))
+	if err := ec.Validate(); err != nil || ec.BatchSize != 1 {
+		t.Fatalf("steady defaults: batch %d, %v", ec.BatchSize, err)
+	}
+	ec.Endpoints, ec.Rates = 3, "100"
+	su, res := run(t, cfg, scenario.E2E(ec))
+	if res.Scenario != "e2e-steady" || res.Status != "ok" || len(res.Runs) != 1 {
+		t.Fatalf("%s: %s (%s)", res.Scenario, res.Status, res.Reason)
+	}
+	m := res.Runs[0]
+	rp := m.Receiver
+	if rp.Delivered == 0 || rp.Delivered != rp.Expected || rp.Losses+rp.SignatureFailures+rp.Malformed+rp.OrderViolations != 0 {
+		t.Errorf("receiver: %+v", rp)
+	}
+	// One event per request: the requests are the events, 100/s over 3 s.
+	if !strings.Contains(m.Path, "POST /v1/events →") || m.Ops < 200 || m.OfferedPerSecond < 0.9*float64(ec.Endpoints)*100 {
+		t.Errorf("path %q, %d requests, %.0f deliveries/s accepted: want single-event requests at 100/s", m.Path, m.Ops, m.OfferedPerSecond)
+	}
+	if m.CPU == nil || m.CPU.Deliveries != m.Units || m.CPU.Window < 2 {
+		t.Fatalf("CPU report %+v, want one over the %d measured deliveries", m.CPU, m.Units)
+	}
+	for _, name := range []string{"zaits", "bench"} {
+		if p := cpuOf(t, m, name); p.Absent != "" || p.Pid == 0 || *p.Seconds <= 0 || *p.PerThousand <= 0 || *p.Cores <= 0 {
+			t.Errorf("%s: %+v, want measured, > 0", name, p)
+		}
+	}
+	report, _ := os.ReadFile(filepath.Join(su.Dir, "report.md"))
+	t.Logf("CPU table:%s", report[strings.Index(string(report), "\nCPU seconds"):strings.Index(string(report), "![throughput]")])
 }
 
 // Every e2e run deletes its endpoints when it ends. Left active (the bug

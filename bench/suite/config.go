@@ -17,7 +17,7 @@ import (
 type Config struct {
 	Kafka *broker.Config
 
-	// Scenarios is the comma-separated list to run, in order. Default "ceiling,ingest,e2e,failures,history".
+	// Scenarios is the comma-separated list to run, in order. Default "ceiling,ingest,e2e,e2e-steady,failures,history".
 	Scenarios string
 	// ResultsDir is where each run's folder is created. Default "bench/results".
 	ResultsDir string
@@ -51,7 +51,7 @@ type Config struct {
 
 // RegisterFlags registers the bench.* flags with their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.Scenarios, "bench.scenarios", "ceiling,ingest,e2e,failures,history", "comma-separated scenarios to run, in order")
+	fs.StringVar(&c.Scenarios, "bench.scenarios", "ceiling,ingest,e2e,e2e-steady,failures,history", "comma-separated scenarios to run, in order")
 	fs.StringVar(&c.ResultsDir, "bench.results-dir", "bench/results", "folder under which each run writes <timestamp>-<suite>/")
 	fs.DurationVar(&c.Budget, "bench.budget", 9*time.Minute, "time budget of the whole suite; scenarios that do not fit are skipped")
 	fs.DurationVar(&c.Warmup, "bench.warmup", 3*time.Second, "warm-up before every measured run (excluded from results)")

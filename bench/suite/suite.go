@@ -122,6 +122,9 @@ type Measurement struct {
 	Receiver *receiver.Report `json:"receiver,omitempty"`
 	// ReceiverLatency summarises Receiver.Latency (accepted→receipt).
 	ReceiverLatency *Latency `json:"receiver_latency,omitempty"`
+	// CPU is each process's CPU time in the measured window, per 1,000
+	// deliveries (runs that deliver).
+	CPU *CPUReport `json:"cpu,omitempty"`
 }
 
 // NewMeasurement wraps load stats (and, for delivering runs, a receiver report).

@@ -26,12 +26,27 @@ func (su *Suite) PrintSummary(w io.Writer) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	var cpu bool
+	for _, r := range su.Results {
+		for _, m := range r.Runs {
+			if m.CPU != nil {
+				if !cpu {
+					fmt.Fprintln(w, "CPU seconds per 1,000 deliveries (cores used):")
+					cpu = true
+				}
+				fmt.Fprintf(w, "%-10s %s: %s\n", r.Scenario, m.Name, m.CPU.Summary())
+			}
+		}
+	}
+	if cpu {
+		fmt.Fprintln(w)
+	}
 	for _, r := range su.Results {
 		for _, h := range r.Headline {
-			fmt.Fprintf(w, "%-8s %-40s %s %s\n", r.Scenario, h.Name, formatValue(h.Value), h.Unit)
+			fmt.Fprintf(w, "%-10s %-40s %s %s\n", r.Scenario, h.Name, formatValue(h.Value), h.Unit)
 		}
 		if r.Status != "ok" {
-			fmt.Fprintf(w, "%-8s %s: %s\n", r.Scenario, r.Status, r.Reason)
+			fmt.Fprintf(w, "%-10s %s: %s\n", r.Scenario, r.Status, r.Reason)
 		}
 	}
 }

@@ -22,6 +22,9 @@ type Target struct {
 	// Started says the bench started this instance; Args are its flags.
 	Started bool
 	Args    []string
+	// Pid is the started instance's process (0 for a running one: its CPU
+	// is read from the zaits process listening on GatewayURL's port).
+	Pid int
 }
 
 // System returns the system to measure and a function that releases it.
@@ -59,5 +62,5 @@ func (e *Env) System(ctx context.Context, flags ...string) (*Target, func(), err
 			e.Log.Warn("stopping the private zaits", "err", err)
 		}
 	}
-	return &Target{GatewayURL: s.GatewayURL, ServiceToken: s.ServiceToken, APIKey: s.APIKey, Account: s.Account, TopicPrefix: s.TopicPrefix, Database: s.Database, Started: true, Args: s.Args}, stop, nil
+	return &Target{GatewayURL: s.GatewayURL, ServiceToken: s.ServiceToken, APIKey: s.APIKey, Account: s.Account, TopicPrefix: s.TopicPrefix, Database: s.Database, Started: true, Args: s.Args, Pid: s.Pid()}, stop, nil
 }

@@ -241,6 +241,7 @@ func (su *Suite) markdown(charts map[string]string) string {
 						rp.SignatureFailures, rp.Malformed, rp.OrderViolations, rp.Duplicates, rp.Losses, rp.Unexpected, ms(l.P50), ms(l.P99), ms(l.P999), ms(l.Max))
 				}
 			}
+			b.WriteString(cpuTable(r.Runs))
 			fmt.Fprintf(&b, "\n![throughput](%s)\n\n![latency](%s)\n", chartName("throughput", r.Scenario), chartName("latency", r.Scenario))
 		}
 		for _, n := range r.Notes {

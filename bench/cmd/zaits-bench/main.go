@@ -33,6 +33,7 @@ func run(args []string) int {
 		ceilingCfg scenario.CeilingConfig
 		ingestCfg  = scenario.IngestConfig{Kafka: &kafkaCfg}
 		e2eCfg     scenario.E2EConfig
+		steadyCfg  = scenario.E2EConfig{Steady: true}
 		failCfg    scenario.FailuresConfig
 		histCfg    scenario.HistoryConfig
 		recCfg     scenario.RecoveryConfig
@@ -43,15 +44,16 @@ func run(args []string) int {
 	ceilingCfg.RegisterFlags(fs)
 	ingestCfg.RegisterFlags(fs)
 	e2eCfg.RegisterFlags(fs)
+	steadyCfg.RegisterFlags(fs)
 	failCfg.RegisterFlags(fs)
 	histCfg.RegisterFlags(fs)
 	recCfg.RegisterFlags(fs)
 	backCfg.RegisterFlags(fs)
-	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg), scenario.Failures(&failCfg), scenario.History(&histCfg), scenario.Recovery(&recCfg), scenario.Backlog(&backCfg)}
+	all := []suite.Scenario{scenario.Ceiling(&ceilingCfg), scenario.Ingest(&ingestCfg), scenario.E2E(&e2eCfg), scenario.E2E(&steadyCfg), scenario.Failures(&failCfg), scenario.History(&histCfg), scenario.Recovery(&recCfg), scenario.Backlog(&backCfg)}
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: zaits-bench [flags]\n\nscenarios:\n")
 		for _, s := range all {
-			fmt.Fprintf(fs.Output(), "  %-9s %s\n", s.Name, s.About)
+			fmt.Fprintf(fs.Output(), "  %-10s %s\n", s.Name, s.About)
 		}
 		fmt.Fprintf(fs.Output(), "\nflags (each also from the environment as ZAITS_<FLAG>):\n")
 		fs.PrintDefaults()
@@ -77,7 +79,7 @@ func run(args []string) int {
 		return 0
 	}
 	scenarios, selErr := suite.Select(all, &suiteCfg)
-	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), failCfg.Validate(), histCfg.Validate(), recCfg.Validate(), backCfg.Validate(), selErr); err != nil {
+	if err := errors.Join(suiteCfg.Validate(), ceilingCfg.Validate(), ingestCfg.Validate(), e2eCfg.Validate(), steadyCfg.Validate(), failCfg.Validate(), histCfg.Validate(), recCfg.Validate(), backCfg.Validate(), selErr); err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 2
 	}
