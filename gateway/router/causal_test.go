@@ -356,3 +356,22 @@ func TestUnreadableEndpointsTopicBoundsTheWait(t *testing.T) {
 		t.Log(stale[0])
 	}
 }
+
+// A batch that waited behind earlier batches' writes for longer than
+// -router.endpoints-wait (a backlog) is not routed as stale when its end
+// offsets are known and the view has reached them. The wait used to count
+// from the fetch, and a deadline already passed could win the select over
+// a lookup that had answered: in a 1,000,000-task backlog bench every
+// fetch after the first was logged stale.
+func TestABacklogBatchIsNotStale(t *testing.T) {
+	e := newEnv(t, nil, func(c *Config) { c.EndpointsWait = 200 * time.Millisecond })
+	e.endpoint("acct_b", true, "*")
+	r := e.router()
+	for i := range 20 {
+		b := fetched{fetchedAt: time.Now().Add(-time.Minute), end: r.store.ReadEnd()}
+		<-b.end.Done()
+		if _, err := r.awaitView(context.Background(), &b); err != nil {
+			t.Fatalf("batch %d fetched a minute ago, end offsets known and reached: %v", i, err)
+		}
+	}
+}

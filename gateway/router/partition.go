@@ -139,7 +139,9 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 
 // awaitView waits until the endpoint view has applied every record of
 // <p>.endpoints before the end offsets read after b was fetched, at most
-// EndpointsWait after the fetch. Every endpoint write answered before b's
+// EndpointsWait from when its routing begins (not from the fetch: in a
+// backlog a fetched batch waits behind the previous one's writes for
+// longer than that, with its end offsets long known). Every endpoint write answered before b's
 // events were accepted (or produced) lies before those offsets, so the
 // view then routes them by it. In the common case the view is there
 // already and this is a few atomic loads. It returns why the view could
@@ -148,21 +150,26 @@ func (r *Router) partition(ctx context.Context, a kafka.PartitionAssignment, pro
 func (r *Router) awaitView(ctx context.Context, b *fetched) (endpoint.Position, error) {
 	start := time.Now()
 	defer func() { r.m.viewWait.Observe(time.Since(start).Seconds()) }()
-	deadline := b.fetchedAt.Add(r.cfg.EndpointsWait)
+	deadline := start.Add(r.cfg.EndpointsWait)
 	wctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	var target endpoint.Position
 	var err error
+	ended := b.end.Done()
 	select {
-	case <-b.end.Done():
-		if target, err = b.end.Result(); err != nil {
-			target, err = r.endpointsEnd(ctx, deadline) // retried until the bound
+	case <-ended: // known already: the usual case, never lost to a ready deadline
+	default:
+		select {
+		case <-ended:
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("no answer from %s's leaders within %s", r.store.Topic(), r.cfg.EndpointsWait)
 		}
-	case <-wctx.Done():
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("no answer from %s's leaders within %s", r.store.Topic(), r.cfg.EndpointsWait)
+	}
+	if target, err = b.end.Result(); err != nil {
+		target, err = r.endpointsEnd(ctx, deadline) // retried until the bound
 	}
 	if err != nil || r.store.Reached(target) {
 		return target, err
