@@ -94,13 +94,8 @@ func (g *Gateway) getDelivery(ctx *fasthttp.RequestCtx, account string) {
 		notFound(ctx, id)
 		return
 	}
-	did, _ := ctx.UserValue("delivery_id").(string)
-	if !isDeliveryID(did) {
-		writeError(ctx, fasthttp.StatusNotFound, "delivery_not_found", "no delivery "+schemas.Clip(did, 64)+" for this endpoint")
-		return
-	}
-	if g.history == nil {
-		g.historyUnavailable(ctx, nil)
+	did, ok := g.deliveryParam(ctx)
+	if !ok {
 		return
 	}
 	qctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
@@ -235,4 +230,19 @@ func (g *Gateway) summaries(ctx *fasthttp.RequestCtx, account string, views []en
 			views[i].LastDelivery, views[i].SuccessRate = s.LastDelivery, s.SuccessRate
 		}
 	}
+}
+
+// deliveryParam is the route's delivery id when it is well formed and the
+// delivery log is configured; otherwise it has answered (404, 503).
+func (g *Gateway) deliveryParam(ctx *fasthttp.RequestCtx) (string, bool) {
+	did, _ := ctx.UserValue("delivery_id").(string)
+	if !isDeliveryID(did) {
+		writeError(ctx, fasthttp.StatusNotFound, "delivery_not_found", "no delivery "+schemas.Clip(did, 64)+" for this endpoint")
+		return "", false
+	}
+	if g.history == nil {
+		g.historyUnavailable(ctx, nil)
+		return "", false
+	}
+	return did, true
 }

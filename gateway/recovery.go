@@ -95,13 +95,8 @@ func (g *Gateway) resendDelivery(ctx *fasthttp.RequestCtx, account string) {
 		invalid(schemas.FieldIssue{Field: "body", Issue: "must be empty"}).write(ctx)
 		return
 	}
-	did, _ := ctx.UserValue("delivery_id").(string)
-	if !isDeliveryID(did) {
-		writeError(ctx, fasthttp.StatusNotFound, "delivery_not_found", "no delivery "+schemas.Clip(did, 64)+" for this endpoint")
-		return
-	}
-	if g.history == nil {
-		g.historyUnavailable(ctx, nil)
+	did, ok := g.deliveryParam(ctx)
+	if !ok {
 		return
 	}
 	qctx, cancel := context.WithTimeout(context.Background(), historyTimeout)

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/zaits/webhooks/bench/system"
 )
 
 // ClickHouse is a private ClickHouse server for the chaos runs, started
@@ -21,7 +23,7 @@ type ClickHouse struct {
 
 // StartClickHouse starts the private server; dir holds its state.
 func StartClickHouse(script, dir string) (*ClickHouse, error) {
-	ports, err := freePorts(2)
+	ports, err := system.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}

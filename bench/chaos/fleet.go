@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,8 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
-
+	"github.com/zaits/webhooks/bench/system"
 	"github.com/zaits/webhooks/gateway"
 	"github.com/zaits/webhooks/internal/broker"
 )
@@ -76,7 +74,7 @@ func startFleet(ctx context.Context, bin string, kc *broker.Config, chAddr strin
 	ch := []string{"-clickhouse.addr=" + chAddr, "-clickhouse.database=" + f.DB}
 	add := func(sub string, n int, extra func(ops, public string) []string) error {
 		for i := 1; i <= n; i++ {
-			ports, err := freePorts(2)
+			ports, err := system.FreePorts(2)
 			if err != nil {
 				return err
 			}
@@ -242,34 +240,6 @@ func (f *fleet) stop() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := broker.DeleteTopics(ctx, &f.kafka); err != nil {
-		errs = append(errs, fmt.Errorf("delete topics %s.*: %w", f.Prefix, err))
-	}
-	if conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{f.chAddr}, Protocol: clickhouse.Native, DialTimeout: 3 * time.Second}); err == nil {
-		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+f.DB); err != nil {
-			errs = append(errs, fmt.Errorf("drop database %s: %w", f.DB, err))
-		}
-		conn.Close()
-	}
+	errs = append(errs, system.Remove(ctx, &f.kafka, f.chAddr, f.DB))
 	return errors.Join(errs...)
-}
-
-// freePorts returns n loopback addresses that were free a moment ago.
-func freePorts(n int) ([]string, error) {
-	var out []string
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		out = append(out, l.Addr().String())
-	}
-	return out, nil
 }

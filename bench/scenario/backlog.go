@@ -95,15 +95,11 @@ func Backlog(cfg *BacklogConfig) suite.Scenario {
 }
 
 func runBacklog(ctx context.Context, env *suite.Env, t *suite.Target, cfg *BacklogConfig) (*suite.Result, error) {
-	rcv := receiver.New(receiver.Config{})
-	if err := rcv.Start(); err != nil {
+	rcv, closeReceiver, err := startReceiver(receiver.Config{})
+	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = rcv.Close(sctx)
-	}()
+	defer closeReceiver()
 	run := RunID()
 	names := make([]string, cfg.Endpoints)
 	for i := range names {

@@ -234,15 +234,11 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 	if t.APIKey == "" || t.ServiceToken == "" {
 		return nil, errors.New("the system's API key and service token are needed: with -bench.system=running set -bench.api-key and -bench.token")
 	}
-	rcv := receiver.New(plan.receiverConfig)
-	if err := rcv.Start(); err != nil {
+	rcv, closeReceiver, err := startReceiver(plan.receiverConfig)
+	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = rcv.Close(sctx)
-	}()
+	defer closeReceiver()
 	run := RunID()
 	names := make([]string, plan.endpoints)
 	var created []string
@@ -391,6 +387,20 @@ func deliver(ctx context.Context, env *suite.Env, t *suite.Target, plan delivery
 		return m, errors.Join(alongsideErr, fmt.Errorf("%w %s after publishing stopped (no request for %s, or %s in all; counts as of then)", errNotDrained, time.Since(drainStart).Round(time.Second), plan.drain, 4*plan.drain))
 	}
 	return m, alongsideErr
+}
+
+// startReceiver starts a receiver; the function closes it (held and
+// hanging requests released, at most 5 s).
+func startReceiver(cfg receiver.Config) (*receiver.Receiver, func(), error) {
+	rcv := receiver.New(cfg)
+	if err := rcv.Start(); err != nil {
+		return nil, nil, err
+	}
+	return rcv, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = rcv.Close(sctx)
+	}, nil
 }
 
 // endpointName is the receiver name of endpoint i of a run.

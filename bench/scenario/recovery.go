@@ -168,7 +168,7 @@ func (r *recoveryRun) run(ctx context.Context) error {
 
 	// 2. N deliveries fail at one endpoint; then it answers 200 and a
 	// recover job re-sends them beside the live traffic.
-	rec, closeRec, err := startReceiver()
+	rec, closeRec, err := startReceiver(receiver.Config{})
 	if err != nil {
 		return err
 	}
@@ -223,7 +223,7 @@ func (r *recoveryRun) run(ctx context.Context) error {
 
 	// 3. The same N events replayed to an endpoint created after them
 	// (backfill), beside the live traffic.
-	fresh, closeFresh, err := startReceiver()
+	fresh, closeFresh, err := startReceiver(receiver.Config{})
 	if err != nil {
 		return err
 	}
@@ -330,19 +330,6 @@ func (r *recoveryRun) checkJob(j *jobRun, n int64) {
 		r.problem("%s endpoint: delivered %d of %d, %d losses, %d signature failures, %d malformed, %d order violations, %d unexpected",
 			j.name, rp.Delivered, n, rp.Losses, rp.SignatureFailures, rp.Malformed, rp.OrderViolations, rp.Unexpected)
 	}
-}
-
-// startReceiver starts a receiver for a job's endpoint; the function closes it.
-func startReceiver() (*receiver.Receiver, func(), error) {
-	rcv := receiver.New(receiver.Config{})
-	if err := rcv.Start(); err != nil {
-		return nil, nil, err
-	}
-	return rcv, func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = rcv.Close(sctx)
-	}, nil
 }
 
 // endpoint creates the endpoint name at rcv, subscribed to

@@ -86,7 +86,7 @@ func Start(ctx context.Context, cfg Config) (*System, error) {
 	if _, err := os.Stat(cfg.Binary); err != nil {
 		return nil, fmt.Errorf("zaits binary: %w (build it with `make build`)", err)
 	}
-	ports, err := freePorts(5)
+	ports, err := FreePorts(5)
 	if err != nil {
 		return nil, err
 	}
@@ -213,20 +213,28 @@ func (s *System) Stop(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := broker.DeleteTopics(cctx, &s.kafka); err != nil {
-		errs = append(errs, fmt.Errorf("delete topics %s.*: %w", s.TopicPrefix, err))
+	errs = append(errs, Remove(cctx, &s.kafka, s.chAddr, s.Database))
+	return errors.Join(errs...)
+}
+
+// Remove deletes a private instance's topics (kc's prefix) and its
+// ClickHouse database db at chAddr (an unreachable ClickHouse is skipped).
+func Remove(ctx context.Context, kc *broker.Config, chAddr, db string) error {
+	var errs []error
+	if err := broker.DeleteTopics(ctx, kc); err != nil {
+		errs = append(errs, fmt.Errorf("delete topics %s.*: %w", kc.TopicPrefix, err))
 	}
-	if conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.chAddr}, Protocol: clickhouse.Native, DialTimeout: 3 * time.Second}); err == nil {
-		if err := conn.Exec(cctx, "DROP DATABASE IF EXISTS "+s.Database); err != nil {
-			errs = append(errs, fmt.Errorf("drop database %s: %w", s.Database, err))
+	if conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chAddr}, Protocol: clickhouse.Native, DialTimeout: 3 * time.Second}); err == nil {
+		if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
+			errs = append(errs, fmt.Errorf("drop database %s: %w", db, err))
 		}
 		conn.Close()
 	}
 	return errors.Join(errs...)
 }
 
-// freePorts returns n loopback addresses that were free a moment ago.
-func freePorts(n int) ([]string, error) {
+// FreePorts returns n loopback addresses that were free a moment ago.
+func FreePorts(n int) ([]string, error) {
 	var out []string
 	var lns []net.Listener
 	defer func() {
