@@ -118,7 +118,7 @@ func newWriter(cfg Config, log *slog.Logger, conn driver.Conn, m writerMetrics) 
 // backlog stays in Kafka.
 func (w *writer) run(ctx context.Context) {
 	w.reader = kafka.NewReader(w.rcfg)
-	defer w.reader.Close()
+	defer w.closeReader()
 	free := make(chan *columns, 2)
 	free <- &columns{}
 	free <- &columns{}
@@ -137,7 +137,7 @@ func (w *writer) run(ctx context.Context) {
 			}
 			// An inserted batch is committed even when shutdown began meanwhile,
 			// so that the next process does not insert it again.
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 			w.commit(cctx, bt.msgs)
 			cancel()
 			free <- bt.cols
@@ -165,6 +165,28 @@ func (w *writer) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// readerCloseWait bounds leaving the consumer group at shutdown: with the
+// group's coordinator moving or gone, kafka-go's Close waits on connection
+// timeouts; the process is stopping, so its session's expiry removes the
+// member instead. Everything inserted was committed before (run).
+const readerCloseWait = 2 * time.Second
+
+// closeReader closes the reader, waiting at most readerCloseWait.
+func (w *writer) closeReader() {
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		if err := w.reader.Close(); err != nil {
+			w.log.Debug("analytics: closing the reader", "err", err)
+		}
+	}()
+	select {
+	case <-closed:
+	case <-time.After(readerCloseWait):
+		w.log.Warn("analytics: leaving the consumer group takes longer than " + readerCloseWait.String() + "; the group drops this member when its session expires")
 	}
 }
 

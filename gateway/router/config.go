@@ -63,9 +63,10 @@ type Config struct {
 	HealthInterval time.Duration
 	// EndpointsWait bounds how long a fetched batch of events waits for the
 	// router's endpoint view to reach the end of <p>.endpoints read after
-	// the fetch (causal routing). When it passes (<p>.endpoints unreadable)
-	// the batch is routed with the view as it is, counted by
-	// zaits_router_stale_routes_total and logged. Default 5s.
+	// the fetch (causal routing); 12 times as long when those offsets are
+	// known and only the view lags. When it passes the batch is routed with
+	// the view as it is, counted by zaits_router_stale_routes_total and
+	// logged. Default 5s.
 	EndpointsWait time.Duration
 }
 

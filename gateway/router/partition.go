@@ -174,8 +174,26 @@ func (r *Router) awaitView(ctx context.Context, b *fetched) (endpoint.Position, 
 	if err != nil || r.store.Reached(target) {
 		return target, err
 	}
-	return target, r.store.WaitApplied(wctx, target)
+	// The end is known and lies ahead of the view: the records exist and
+	// the view will get there (it lags, e.g. on a loaded cluster). Routing
+	// now would lose the deliveries of an endpoint created just before
+	// these events, so the batch is held longer — loudly — and routed with
+	// the view as it is only after viewLagRounds bounds.
+	err = r.store.WaitApplied(wctx, target)
+	for round := 1; err != nil && ctx.Err() == nil && round < viewLagRounds; round++ {
+		r.log.Warn("router: the endpoint view lags behind <p>.endpoints; holding the batch until it has caught up",
+			"view", r.store.Applied(), "target", target, "waited", time.Since(start).Round(time.Millisecond))
+		rctx, rcancel := context.WithTimeout(ctx, r.cfg.EndpointsWait)
+		err = r.store.WaitApplied(rctx, target)
+		rcancel()
+	}
+	return target, err
 }
+
+// viewLagRounds is how many -router.endpoints-wait bounds a batch waits
+// for a view that lags behind end offsets it knows (1 minute by default),
+// against one bound when the end offsets cannot be read at all.
+const viewLagRounds = 12
 
 // endpointsEnd reads the end offsets of <p>.endpoints, retrying until
 // deadline.
