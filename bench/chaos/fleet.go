@@ -72,9 +72,9 @@ func startFleet(ctx context.Context, bin string, kc *broker.Config, chAddr strin
 	common := []string{"-kafka.brokers=" + kc.Brokers, "-kafka.topic-prefix=" + f.Prefix,
 		fmt.Sprintf("-kafka.replication-factor=%d", kc.ReplicationFactor), "-log.format=json", "-log.level=info"}
 	ch := []string{"-clickhouse.addr=" + chAddr, "-clickhouse.database=" + f.DB}
-	add := func(sub string, n int, extra func(ops, public string) []string) error {
+	add := func(sub string, n int, extra func(ops, public, routerOps string) []string) error {
 		for i := 1; i <= n; i++ {
-			ports, err := system.FreePorts(2)
+			ports, err := system.FreePorts(3)
 			if err != nil {
 				return err
 			}
@@ -82,18 +82,19 @@ func startFleet(ctx context.Context, bin string, kc *broker.Config, chAddr strin
 			if sub == "gateway" {
 				p.Public = "http://" + ports[1]
 			}
-			p.args = append(append([]string{sub}, common...), extra(ports[0], ports[1])...)
+			p.args = append(append([]string{sub}, common...), extra(ports[0], ports[1], ports[2])...)
 			f.procs = append(f.procs, p)
 		}
 		return nil
 	}
 	err = errors.Join(
-		add("analytics", 1, func(ops, _ string) []string { return append([]string{"-analytics.ops-listen=" + ops}, ch...) }),
-		add("dispatcher", dispatchers, func(ops, _ string) []string {
+		add("analytics", 1, func(ops, _, _ string) []string { return append([]string{"-analytics.ops-listen=" + ops}, ch...) }),
+		add("dispatcher", dispatchers, func(ops, _, _ string) []string {
 			return []string{"-dispatcher.ops-listen=" + ops, "-dispatcher.group=" + f.Prefix + ".dispatcher", "-delivery.allow-networks=127.0.0.0/8"}
 		}),
-		add("gateway", gateways, func(ops, public string) []string {
-			return append([]string{"-gateway.ops-listen=" + ops, "-gateway.listen=" + public,
+		// Each gateway process runs its router (zaits gateway), on an ops port of its own.
+		add("gateway", gateways, func(ops, public, routerOps string) []string {
+			return append([]string{"-gateway.ops-listen=" + ops, "-gateway.listen=" + public, "-router.ops-listen=" + routerOps,
 				"-gateway.api-keys=" + keyEntry, "-gateway.service-tokens=" + tokenEntry,
 				"-gateway.allow-http", "-gateway.allow-private", "-delivery.allow-networks=127.0.0.0/8",
 				"-gateway.rate-limit=1000000", "-gateway.rate-burst=1000000"}, ch...)
