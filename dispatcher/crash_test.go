@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strconv"
 	"syscall"
 	"testing"
@@ -45,19 +44,7 @@ func runChild(prefix string) int {
 		log.Error("child", "err", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := d.Start(ctx); err != nil {
-		log.Error("child start", "err", err)
-		return 1
-	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := d.Stop(sctx); err != nil {
-		return 1
-	}
-	return 0
+	return testenv.ServeUntilSIGTERM(d, log)
 }
 
 type child struct {

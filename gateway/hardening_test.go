@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,28 +24,10 @@ import (
 // The tests of issue 14 (hardening), one or more per defect, each against
 // a real gateway on the real Kafka.
 
-// logSink collects a gateway's log output, every level.
-type logSink struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startLoggedAPI is startAPI with the log (debug and up) kept for inspection.
-func startLoggedAPI(t *testing.T, cfg Config) (*Gateway, *logSink) {
+func startLoggedAPI(t *testing.T, cfg Config) (*Gateway, *testenv.LogBuffer) {
 	t.Helper()
-	sink := &logSink{}
+	sink := &testenv.LogBuffer{}
 	g, err := New(cfg, slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug})), ops.NewRegistry())
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,19 +39,7 @@ func runRouterChild(v string) int {
 		log.Error("child", "err", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	if err := r.Start(ctx); err != nil {
-		log.Error("child start", "err", err)
-		return 1
-	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.Stop(sctx); err != nil {
-		return 1
-	}
-	return 0
+	return testenv.ServeUntilSIGTERM(r, log)
 }
 
 // A kill -9 of the router running a replay: another router takes the

@@ -265,7 +265,7 @@ func TestOversizedRequestUsesTheEnvelope(t *testing.T) {
 // value reaches an answer or the log. Creates with a valid body and event
 // posts (which would write to Kafka) are left out of the in-process half.
 func FuzzAPI(f *testing.F) {
-	logs := &logSink{}
+	logs := &testenv.LogBuffer{}
 	cfg := testConfig(&broker.Config{Brokers: "127.0.0.1:1", DialTimeout: 50 * time.Millisecond}, func(c *Config) {
 		c.Limits.AuthFailureRate = -1 // keep the key working for every input
 		c.Ingest.Timeout = 100 * time.Millisecond
@@ -339,7 +339,7 @@ func FuzzAPI(f *testing.F) {
 
 // fuzzRaw sends one request as bytes, with the fuzzer's header lines, and
 // checks the answer and the log (see FuzzAPI).
-func fuzzRaw(t *testing.T, addr, method, uri, body string, authorized bool, headers string, logs *logSink) {
+func fuzzRaw(t *testing.T, addr, method, uri, body string, authorized bool, headers string, logs *testenv.LogBuffer) {
 	// One request per connection: header lines may not end the header
 	// block, and what follows the block is this request's body only
 	// (Connection: close keeps fasthttp from reading a second request).

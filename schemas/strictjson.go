@@ -204,20 +204,14 @@ func (c *checker) number() {
 	case i < len(b) && b[i] == '0':
 		i++
 	case i < len(b) && '1' <= b[i] && b[i] <= '9':
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
+		i = skipDigits(b, i)
 	default:
 		c.syntax("invalid number")
 		return
 	}
 	if i < len(b) && b[i] == '.' {
-		i++
-		start := i
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
-		if i == start {
+		start := i + 1
+		if i = skipDigits(b, start); i == start {
 			c.syntax("invalid number")
 			return
 		}
@@ -228,10 +222,7 @@ func (c *checker) number() {
 			i++
 		}
 		start := i
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
-		if i == start {
+		if i = skipDigits(b, start); i == start {
 			c.syntax("invalid number")
 			return
 		}
@@ -501,4 +492,12 @@ func (c *checker) array(depth int) {
 		c.syntax("expected ',' or ']'")
 		return
 	}
+}
+
+// skipDigits returns the index after the run of ASCII digits at b[i:].
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	return i
 }

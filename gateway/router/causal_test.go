@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -270,24 +268,6 @@ func TestKafkaEventAfterAWriteIsRoutedByIt(t *testing.T) {
 	e.verify(a, anchor, checks)
 }
 
-// syncBuffer is a log destination the test reads while the router writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestUnreadableEndpointsTopicBoundsTheWait: with <p>.endpoints gone (the
 // events still flowing), each batch waits -router.endpoints-wait for a view
 // it cannot confirm, then is routed with the view the router has, counted
@@ -296,7 +276,7 @@ func TestUnreadableEndpointsTopicBoundsTheWait(t *testing.T) {
 	const acct = "acct_u"
 	const wait = time.Second
 	e := newEnv(t, []string{acct}, func(c *Config) { c.EndpointsWait = wait })
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	r, err := New(e.cfg, slog.New(slog.NewTextHandler(&logs, nil)), ops.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
