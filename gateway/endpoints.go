@@ -100,6 +100,11 @@ func (g *Gateway) storeError(ctx *fasthttp.RequestCtx, id string, err error) {
 	case errors.Is(err, endpoint.ErrConflict):
 		writeError(ctx, fasthttp.StatusConflict, "conflict",
 			"the endpoint was changed by another request; fetch it again and retry (If-Match carries the version you expect)")
+	case errors.Is(err, endpoint.ErrNotVisible):
+		g.log.Error("endpoint write not yet visible", "endpoint", id, "err", err)
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "unavailable",
+			"the write was stored but this gateway has not read it back yet ("+err.Error()+"); it will take effect: fetch the endpoint before repeating a create, or a second endpoint is made")
 	default:
 		g.log.Error("endpoint write failed", "endpoint", id, "err", err)
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")

@@ -60,6 +60,10 @@ var (
 	// the previous one still signs: an endpoint has at most two live
 	// secrets, so a delivery is signed at most twice.
 	ErrRotationInProgress = errors.New("the previous secret is still in its rotation overlap")
+	// ErrNotVisible: the write was acknowledged by Kafka (it is durable and
+	// will take effect) but this store had not read it back when the
+	// context ended. Retrying a create after it makes a second endpoint.
+	ErrNotVisible = errors.New("written but not yet visible")
 )
 
 // Entry is one endpoint as the store holds it: the stored record plus its
@@ -610,7 +614,7 @@ func (s *Store) write(ctx context.Context, id string, ep *schemas.Endpoint, head
 		}
 		return verdict
 	case <-ctx.Done():
-		return fmt.Errorf("endpoint %s written but not yet visible: %w", id, ctx.Err())
+		return fmt.Errorf("endpoint %s %w: %w", id, ErrNotVisible, ctx.Err())
 	}
 }
 

@@ -337,3 +337,27 @@ func lastRecord(t *testing.T, kc *broker.Config, key string) []byte {
 	}
 	return val
 }
+
+// TestAWriteNotReadBackIsReportedAsStored reproduces a CI failure on a
+// loaded 3-node cluster: the create was acknowledged by Kafka but the
+// store had not read it back within the request's bound, and the answer
+// ("unavailable; retry") invited a second create. The error must say that
+// the write is stored (ErrNotVisible), and the endpoint must exist for the
+// next reader.
+func TestAWriteNotReadBackIsReportedAsStored(t *testing.T) {
+	kc := testenv.Kafka(t)
+	s := startStore(t, kc, time.Hour)
+	s.cancel() // the store stops reading its topic; writes still reach Kafka
+	s.wg.Wait()
+
+	short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _, err := s.Create(short, newEndpoint("acct_a"))
+	if !errors.Is(err, ErrNotVisible) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("create without read-back: %v, want ErrNotVisible and the deadline", err)
+	}
+	r := startStore(t, kc, time.Hour)
+	if n := len(r.List("acct_a")); n != 1 {
+		t.Fatalf("a new reader lists %d endpoints, want the 1 written (error was %v)", n, err)
+	}
+}
