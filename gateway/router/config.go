@@ -35,8 +35,6 @@ type Config struct {
 	// CommitInterval is how often finished offsets are committed (also on
 	// rebalance and shutdown). Default 1s.
 	CommitInterval time.Duration
-	// Linger is how long the task writer waits to fill a batch. Default 1ms.
-	Linger time.Duration
 	// SessionTimeout is how soon the group reassigns the partitions of a
 	// router that stopped heartbeating (crashed). Default 10s.
 	SessionTimeout time.Duration
@@ -82,7 +80,6 @@ func (c Config) withDefaults() Config {
 		c.Group = c.Kafka.Topic("router")
 	}
 	flagenv.Default(&c.CommitInterval, time.Second)
-	flagenv.Default(&c.Linger, time.Millisecond)
 	flagenv.Default(&c.SessionTimeout, 10*time.Second)
 	flagenv.Default(&c.DedupWindow, time.Hour)
 	flagenv.Default(&c.DedupIDs, 500000)
@@ -100,7 +97,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OpsListen, "router.ops-listen", d.OpsListen, "address of the router's /metrics, /healthz and /readyz")
 	fs.StringVar(&c.Group, "router.group", "", "consumer group of the routers (empty: <kafka.topic-prefix>.router)")
 	fs.DurationVar(&c.CommitInterval, "router.commit-interval", d.CommitInterval, "how often the router commits the offsets of events whose tasks are acknowledged")
-	fs.DurationVar(&c.Linger, "router.linger", d.Linger, "how long the router's task writer waits to fill a batch")
 	fs.DurationVar(&c.SessionTimeout, "router.session-timeout", d.SessionTimeout, "how soon the partitions of a router that stopped heartbeating move to another one")
 	fs.DurationVar(&c.DedupWindow, "router.dedup-window", d.DedupWindow, "how long a routed event id is remembered to drop a re-published duplicate (at least 1h)")
 	fs.IntVar(&c.DedupIDs, "router.dedup-ids", d.DedupIDs, "event ids remembered per partition of <p>.events (~32 bytes each); bounds the window's memory")
@@ -127,9 +123,6 @@ func (c Config) validate() error {
 	}
 	if c.CommitInterval < 10*time.Millisecond || c.CommitInterval > time.Minute {
 		errs = append(errs, fmt.Errorf("router.commit-interval: must be 10ms..1m, got %s", c.CommitInterval))
-	}
-	if c.Linger < 0 || c.Linger > time.Second {
-		errs = append(errs, fmt.Errorf("router.linger: must be 0..1s, got %s", c.Linger))
 	}
 	if c.SessionTimeout < 6*time.Second || c.SessionTimeout > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("router.session-timeout: must be 6s..5m (the broker's group session bounds), got %s", c.SessionTimeout))

@@ -221,12 +221,13 @@ func (r *Router) endpointsEnd(ctx context.Context, deadline time.Time) (endpoint
 
 // write writes msgs with acks=all, retrying what failed until it succeeds
 // or ctx ends. A batch is never skipped: a retry may repeat a task, never
-// lose one, and per partition the order stays (kafka-go fails a partition's
-// batch as a whole, so what is retried is a suffix per partition).
+// lose one, and per partition the order stays (the producer stops a
+// partition at its first failure, so what is retried is a suffix per
+// partition).
 func (r *Router) write(ctx context.Context, msgs []kafka.Message) error {
 	backoff := retry.Backoff{Max: maxBackoff}
 	for len(msgs) > 0 {
-		err := r.writer.WriteMessages(ctx, msgs...)
+		err := r.producer.Produce(ctx, msgs)
 		if err == nil {
 			return nil
 		}

@@ -51,8 +51,11 @@ type Router struct {
 	store  *endpoint.Store
 	evlog  *eventlog.Log // <p>.events
 	client *kafka.Client
-	writer *kafka.Writer
-	m      *metrics
+	// producer writes each routed batch (tasks, quarantined events) in one
+	// request per partition leader; a batch is written as soon as it is
+	// routed (no linger).
+	producer *broker.Producer
+	m        *metrics
 
 	// Recovery jobs (jobs.go) and the failing-endpoint check (health.go).
 	jobs     *jobs.Store
@@ -82,10 +85,8 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Router, error
 		return nil, err
 	}
 	kc := cfg.Kafka
-	w := kc.NewWriter("", cfg.Linger)
-	w.BatchSize = 500 // kafka-go allocates BatchSize messages per partition batch
 	r := &Router{
-		cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), store: store, evlog: eventlog.New(kc), client: kc.Client(), writer: w, m: newMetrics(reg),
+		cfg: cfg, log: log, ops: ops.New(cfg.OpsListen, reg, log), store: store, evlog: eventlog.New(kc), client: kc.Client(), producer: kc.NewProducer(), m: newMetrics(reg),
 		events:     kc.Topic(schemas.TopicEvents),
 		deliveries: kc.Topic(schemas.TopicDeliveries),
 		invalid:    kc.Topic(schemas.TopicEventsInvalid),
@@ -146,7 +147,7 @@ func (r *Router) Start(ctx context.Context) error {
 func (r *Router) OpsAddr() string { return r.ops.Addr() }
 
 // Stop finishes the batches in progress, commits their offsets, leaves the
-// group, flushes the writer and stops the endpoint store and the ops server.
+// group, closes the producer's connections and stops the endpoint store and the ops server.
 func (r *Router) Stop(ctx context.Context) error {
 	var errs []error
 	if r.cancel != nil {
@@ -157,7 +158,7 @@ func (r *Router) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("router stop: %w", ctx.Err()))
 		}
 	}
-	errs = append(errs, r.writer.Close())
+	r.producer.Close()
 	if r.started.Load() {
 		errs = append(errs, r.store.Stop(), r.jobs.Stop())
 	}
@@ -174,7 +175,7 @@ func (r *Router) abort() {
 	r.aborted.Store(true)
 	r.cancel()
 	<-r.done
-	r.writer.Close()
+	r.producer.Close()
 	r.store.Stop()
 	r.jobs.Stop()
 	r.ops.Stop(context.Background())
