@@ -70,7 +70,6 @@ type Dispatcher struct {
 	runCancel context.CancelFunc
 	hardStop  context.Context // ends when Stop's deadline passes: abandon in-flight work
 	hardDone  context.CancelFunc
-	closing   atomic.Bool
 	started   atomic.Bool
 	joined    atomic.Bool
 	wg        sync.WaitGroup
@@ -104,8 +103,8 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Dispatcher, e
 		kafka: cfg.Kafka.Client(), sem: make(chan struct{}, cfg.Concurrency), limits: newLimiters()}
 	d.runCtx, d.runCancel = context.WithCancel(context.Background())
 	d.hardStop, d.hardDone = context.WithCancel(context.Background())
-	d.handoffs = d.newFeed(d.newAsyncWriter())
-	d.attempts = d.newFeed(d.newAsyncWriter())
+	d.handoffs = d.newFeed()
+	d.attempts = d.newFeed()
 	topic := cfg.Kafka.Topic(schemas.TopicDeliveries)
 	d.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, topic) })
 	d.ops.AddCheck("endpoints", func(context.Context) error {
@@ -228,7 +227,6 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("consumer group: %w", err))
 		}
 	}
-	d.closing.Store(true)
 	if err := d.handoffs.stop(); err != nil {
 		errs = append(errs, err)
 	}

@@ -1,99 +1,111 @@
 package dispatcher
 
 import (
+	"errors"
 	"time"
 
 	"github.com/goccy/go-json"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/schemas"
 )
 
-// newAsyncWriter returns an acks=all writer whose completions finish the
-// entries they carry (Message.WriterData). A failed batch is written again
-// after a pause until it succeeds or the writer closes; its entries stay
-// unfinished (uncommitted) meanwhile.
-func (d *Dispatcher) newAsyncWriter() *kafka.Writer {
-	w := d.cfg.Kafka.NewWriter("", 2*time.Millisecond)
-	// kafka-go allocates every batch at its full BatchSize; with batches
-	// flushed every few milliseconds a smaller size keeps that garbage down.
-	w.BatchSize = 256
-	w.Async = true
-	w.Completion = func(msgs []kafka.Message, err error) {
-		if err != nil {
-			d.m.writeErrors.WithLabelValues(msgs[0].Topic).Inc()
-			d.log.Warn("produce failed, retrying", "topic", msgs[0].Topic, "messages", len(msgs), "err", err)
-			retry := make([]kafka.Message, len(msgs))
-			copy(retry, msgs)
-			for i := range retry {
-				retry[i].Partition, retry[i].Offset = 0, 0
-			}
-			go func() {
-				time.Sleep(500 * time.Millisecond)
-				if d.closing.Load() {
-					return // left unfinished: delivered again after restart
-				}
-				if err := w.WriteMessages(d.runCtx, retry...); err != nil {
-					d.log.Warn("produce retry not accepted", "err", err)
-				}
-			}()
-			return
-		}
-		for i := range msgs {
-			if e, ok := msgs[i].WriterData.(*entry); ok {
-				e.release()
-			}
-		}
-	}
-	return w
-}
+// feedLinger is how long a feed waits, after the first message of a batch,
+// for more: what lanes finishing at about the same time record goes in one
+// request. (While a request is in flight the next batch fills anyway.)
+const feedLinger = 2 * time.Millisecond
 
-// feed is the single caller of one writer's WriteMessages: lanes hand it
-// messages through a channel and it passes them on in batches, so hundreds
-// of lanes do not contend for the writer's lock message by message.
+// feedRetry is the pause before a failed batch's messages are written again.
+const feedRetry = 500 * time.Millisecond
+
+// feed is the single writer of one kind of the dispatcher's messages
+// (attempt records, hand-offs): lanes hand it messages through a channel,
+// and it writes what has arrived in one Producer call (one request per
+// partition leader), waits for the acknowledgements and finishes the
+// entries the messages carry (Message.WriterData), then takes the next
+// batch. Messages that failed are written again, before any newer ones,
+// after feedRetry, until they succeed or the feed stops; their entries
+// stay unfinished (uncommitted) meanwhile. One request at a time keeps the
+// order per partition.
 type feed struct {
-	w    *kafka.Writer
+	p    *broker.Producer
 	ch   chan kafka.Message
 	done chan struct{} // closed by stop: no more messages are taken
 	exit chan struct{} // closed when the loop has returned
 }
 
-func (d *Dispatcher) newFeed(w *kafka.Writer) *feed {
-	f := &feed{w: w, ch: make(chan kafka.Message, 4096), done: make(chan struct{}), exit: make(chan struct{})}
-	go func() {
-		defer close(f.exit)
-		batch := make([]kafka.Message, 0, 1024)
-		for {
+func (d *Dispatcher) newFeed() *feed {
+	f := &feed{p: d.cfg.Kafka.NewProducer(), ch: make(chan kafka.Message, 4096), done: make(chan struct{}), exit: make(chan struct{})}
+	go f.loop(d)
+	return f
+}
+
+func (f *feed) loop(d *Dispatcher) {
+	defer close(f.exit)
+	const maxBatch = 1024
+	batch := make([]kafka.Message, 0, maxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	for {
+		if len(batch) == 0 {
 			select {
 			case <-f.done:
 				return
 			case m := <-f.ch:
-				batch = append(batch[:0], m)
+				batch = append(batch, m)
 			}
-			for len(batch) < cap(batch) {
+			linger.Reset(feedLinger)
+		collect:
+			for len(batch) < maxBatch {
 				select {
 				case m := <-f.ch:
 					batch = append(batch, m)
-					continue
-				default:
+				case <-linger.C:
+					break collect
+				case <-f.done:
+					return
 				}
-				break
 			}
-			if err := f.w.WriteMessages(d.runCtx, batch...); err != nil {
-				d.log.Warn("produce not accepted", "topic", batch[0].Topic, "err", err)
-			}
-			clear(batch)
+			linger.Stop()
 		}
-	}()
-	return f
+		err := f.p.Produce(d.runCtx, batch)
+		var werrs kafka.WriteErrors
+		if err != nil && !errors.As(err, &werrs) {
+			werrs = nil // nothing was tried: all failed
+		}
+		failed := batch[:0]
+		for i := range batch {
+			if err == nil || werrs != nil && werrs[i] == nil {
+				if e, ok := batch[i].WriterData.(*entry); ok {
+					e.release()
+				}
+				continue
+			}
+			failed = append(failed, batch[i])
+		}
+		clear(batch[len(failed):])
+		batch = failed
+		if len(batch) == 0 {
+			continue
+		}
+		d.m.writeErrors.WithLabelValues(batch[0].Topic).Inc()
+		d.log.Warn("produce failed, retrying", "topic", batch[0].Topic, "messages", len(batch), "err", err, "retry_in", feedRetry)
+		select {
+		case <-f.done:
+			return // left unfinished: delivered again after restart
+		case <-time.After(feedRetry):
+		}
+	}
 }
 
-// stop ends the loop; messages not yet taken are dropped (their entries
-// stay unfinished, so uncommitted), then the writer flushes and closes.
+// stop ends the loop after the batch in flight; messages not yet written
+// are dropped (their entries stay unfinished, so uncommitted).
 func (f *feed) stop() error {
 	close(f.done)
 	<-f.exit
-	return f.w.Close()
+	f.p.Close()
+	return nil
 }
 
 // write produces m for e, holding e until the ack.
