@@ -61,10 +61,11 @@ type Dispatcher struct {
 	// do not wait again. Nil when no wait has run out since the view moved.
 	stuck atomic.Pointer[endpoint.Position]
 
-	sem       chan struct{} // global bound on attempts in flight
-	limits    *limiters     // per-endpoint rate limits (ratelimit.go)
-	handoffs  *feed         // to the delay topics and <p>.dead
-	attempts  *feed         // to <p>.attempts
+	sem       chan struct{}   // global bound on attempts in flight
+	limits    *limiters       // per-endpoint rate limits (ratelimit.go)
+	handoffs  *feed           // to the delay topics and <p>.dead
+	attempts  *feed           // to <p>.attempts
+	fetcher   *broker.Fetcher // reads the assigned partitions (a lane's refill has its own reader)
 	group     *broker.Group
 	runCtx    context.Context // ends when Stop returns
 	runCancel context.CancelFunc
@@ -105,6 +106,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Dispatcher, e
 	d.hardStop, d.hardDone = context.WithCancel(context.Background())
 	d.handoffs = d.newFeed()
 	d.attempts = d.newFeed()
+	d.fetcher = cfg.Kafka.NewFetcher(log, 250*time.Millisecond, 256)
 	topic := cfg.Kafka.Topic(schemas.TopicDeliveries)
 	d.ops.AddCheck("kafka", func(ctx context.Context) error { return cfg.Kafka.Ping(ctx, topic) })
 	d.ops.AddCheck("endpoints", func(context.Context) error {
@@ -235,6 +237,7 @@ func (d *Dispatcher) stop(ctx context.Context) error {
 	}
 	d.runCancel()
 	d.wg.Wait()
+	d.fetcher.Close()
 	if d.started.Load() {
 		if err := d.store.Stop(); err != nil {
 			errs = append(errs, err)

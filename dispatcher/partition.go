@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/zaits/webhooks/internal/broker"
 	"github.com/zaits/webhooks/internal/retry"
 	"github.com/zaits/webhooks/schemas"
 )
@@ -135,16 +136,20 @@ func (p *partition) run(ctx context.Context, gen *kafka.Generation, offset int64
 	p.stopping = ctx
 	p.lanesCtx, p.stopLanes = context.WithCancel(context.Background())
 	defer p.stopLanes()
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: d.cfg.Kafka.BrokerList(), Topic: p.topic, Partition: p.id,
-		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 256,
-		Dialer: &kafka.Dialer{Timeout: d.cfg.Kafka.DialTimeout},
-	})
-	defer r.Close()
-	if err := r.SetOffset(offset); err != nil {
-		p.log.Error("set offset", "offset", offset, "err", err)
+	if offset < 0 { // nothing committed yet: from the first offset
+		first, _, err := broker.Offsets(ctx, d.kafka, p.topic)
+		if err != nil {
+			p.log.Error("first offset", "err", err)
+			return
+		}
+		offset = first[p.id]
+	}
+	r, err := d.fetcher.Open(p.topic, p.id, offset)
+	if err != nil {
+		p.log.Error("open partition", "offset", offset, "err", err)
 		return
 	}
+	defer r.Close()
 	wake := func() {
 		p.mu.Lock()
 		p.space.Broadcast()
@@ -159,7 +164,7 @@ func (p *partition) run(ctx context.Context, gen *kafka.Generation, offset int64
 	p.commitFinal(gen)
 }
 
-func (p *partition) read(ctx context.Context, r *kafka.Reader) {
+func (p *partition) read(ctx context.Context, r *broker.Stream) {
 	backoff := retry.Backoff{Max: maxFetchBackoff}
 	for {
 		m, err := r.FetchMessage(ctx)
