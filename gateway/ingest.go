@@ -34,8 +34,10 @@ type IngestConfig struct {
 	// Timeout bounds the wait for Kafka's acknowledgement of a request's
 	// events; when it passes, the answer is 503 with Retry-After. Default 5s.
 	Timeout time.Duration
-	// Linger is how long the event writer waits to fill a batch; concurrent
-	// requests share batches (fewer, larger produce requests). Default 2ms.
+	// Linger is how long the event writer waits, after a request's events,
+	// for more to write with them. Default 0: at once; concurrent requests
+	// still share produce requests, those that arrive while writes are in
+	// flight (broker.Batcher).
 	Linger time.Duration
 	// RetryAfter is the Retry-After of a 503. Default 1s.
 	RetryAfter time.Duration
@@ -43,7 +45,6 @@ type IngestConfig struct {
 
 func (c IngestConfig) withDefaults() IngestConfig {
 	flagenv.Default(&c.Timeout, 5*time.Second)
-	flagenv.Default(&c.Linger, 2*time.Millisecond)
 	flagenv.Default(&c.RetryAfter, time.Second)
 	return c
 }
@@ -52,7 +53,7 @@ func (c IngestConfig) withDefaults() IngestConfig {
 func (c *IngestConfig) RegisterFlags(fs *flag.FlagSet) {
 	d := IngestConfig{}.withDefaults()
 	fs.DurationVar(&c.Timeout, "gateway.ingest-timeout", d.Timeout, "how long an event request waits for Kafka's acks=all before answering 503")
-	fs.DurationVar(&c.Linger, "gateway.ingest-linger", d.Linger, "how long the event writer waits to fill a batch (concurrent requests share batches)")
+	fs.DurationVar(&c.Linger, "gateway.ingest-linger", d.Linger, "how long the event writer waits for more events to write with a request's (0: at once; concurrent requests share produce requests anyway)")
 	fs.DurationVar(&c.RetryAfter, "gateway.ingest-retry-after", d.RetryAfter, "Retry-After of a 503 when Kafka did not acknowledge in time")
 }
 
@@ -101,7 +102,8 @@ func newEventCounters(reg prometheus.Registerer) *eventCounters {
 // produce round trip, not one of its own.
 type ingester struct {
 	cfg     IngestConfig
-	writer  *kafka.Writer
+	writer  *broker.Batcher
+	topic   string // <p>.events
 	counts  *eventCounters
 	latency *prometheus.HistogramVec
 
@@ -134,12 +136,7 @@ func (in *ingester) ready(now time.Time) error {
 
 func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg prometheus.Registerer) *ingester {
 	cfg = cfg.withDefaults()
-	w := kc.NewWriter(kc.Topic(schemas.TopicEvents), cfg.Linger)
-	// kafka-go allocates BatchSize messages per batch and keeps one batch
-	// per partition open: 256 holds what arrives in one linger at full rate
-	// without allocating for thousands.
-	w.BatchSize = 256
-	in := &ingester{cfg: cfg, writer: w, counts: counts,
+	in := &ingester{cfg: cfg, writer: kc.NewBatcher(cfg.Linger, cfg.Timeout), topic: kc.Topic(schemas.TopicEvents), counts: counts,
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zaits_gateway_ingest_request_seconds",
 			Help:    "Duration of event requests, from decoding to the answer (Kafka's acknowledgement included), by route.",
 			Buckets: []float64{.001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"route"}),
@@ -151,7 +148,10 @@ func newIngester(cfg IngestConfig, kc *broker.Config, counts *eventCounters, reg
 	return in
 }
 
-func (in *ingester) close() error { return in.writer.Close() }
+func (in *ingester) close() error {
+	in.writer.Close()
+	return nil
+}
 
 // ingestAuth authenticates an event request: an account API key or a
 // service token. It answers 401 (or 429) itself when ok is false.
@@ -220,22 +220,18 @@ func (in *ingester) prepare(b []byte, p principal, now time.Time) (kafka.Message
 func (in *ingester) produce(msgs []kafka.Message) []error {
 	ctx, cancel := context.WithTimeout(context.Background(), in.cfg.Timeout)
 	defer cancel()
-	errs := make([]error, len(msgs))
-	err := in.writer.WriteMessages(ctx, msgs...)
-	if err == nil {
-		in.lastOK.Store(time.Now().UnixNano())
-		return errs
+	for i := range msgs {
+		msgs[i].Topic = in.topic
 	}
-	in.failure.Store(&err)
-	in.lastFailed.Store(time.Now().UnixNano())
-	var werrs kafka.WriteErrors
-	if errors.As(err, &werrs) && len(werrs) == len(msgs) {
-		copy(errs, werrs)
-		return errs
+	errs := in.writer.Write(ctx, msgs)
+	for _, err := range errs {
+		if err != nil {
+			in.failure.Store(&err)
+			in.lastFailed.Store(time.Now().UnixNano())
+			return errs
+		}
 	}
-	for i := range errs {
-		errs[i] = err
-	}
+	in.lastOK.Store(time.Now().UnixNano())
 	return errs
 }
 
