@@ -188,7 +188,9 @@ func (p *partition) read(ctx context.Context, r *broker.Stream) {
 		done := err != nil || p.resume.finished(m.Offset, t.EndpointID)
 		if !done && p.tier >= 0 && !t.DueAt.IsZero() {
 			// A delay topic: wait until the head is due. Only this
-			// partition waits; every partition has its own reader.
+			// partition waits: the fetcher stops fetching for its
+			// stream once it holds half its buffer, and goes on with
+			// the others.
 			if !retry.Sleep(ctx, time.Until(t.DueAt)) {
 				return
 			}

@@ -53,10 +53,11 @@ type Fetcher struct {
 }
 
 // Fetch limits: a partition's share of a response holds any record batch
-// a Producer writes (≤ maxBatchBytes), so no partition can be stuck behind
-// a batch bigger than its share.
+// the broker accepts (message.max.bytes, 8 MiB in deploy/), so no
+// partition is stuck behind a batch bigger than its share (Kafka returns
+// an oversized batch only for the first partition of a response).
 const (
-	fetchPartitionBytes = 2 * maxBatchBytes
+	fetchPartitionBytes = 9 << 20
 	fetchRequestBytes   = 64 << 20
 )
 
@@ -366,9 +367,9 @@ func (f *Fetcher) fetch(req *fetchAPI.Request, asked map[topicPartition]*Stream,
 				errs = append(errs, fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, err))
 				continue
 			}
-			msgs, err := readRecords(t.Topic, int(p.Partition), from[tp], p.RecordSet.Records)
+			msgs, err := ReadRecords(t.Topic, int(p.Partition), from[tp], p.RecordSet.Records)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, err))
+				errs = append(errs, err)
 			}
 			s.deliver(from[tp], msgs)
 		}
@@ -376,8 +377,12 @@ func (f *Fetcher) fetch(req *fetchAPI.Request, asked map[topicPartition]*Stream,
 	return errors.Join(errs...)
 }
 
-// readRecords decodes a record set into messages, those from offset on.
-func readRecords(topic string, partition int, offset int64, rr protocol.RecordReader) ([]kafka.Message, error) {
+// ReadRecords decodes a fetched record set of topic's partition into
+// messages, those at offset and after, with their own copies of keys,
+// values and headers. A batch cut short at the end of the set (the
+// response's size limit) ends it without an error: the next fetch starts
+// there; an error is returned only when nothing could be read.
+func ReadRecords(topic string, partition int, offset int64, rr protocol.RecordReader) ([]kafka.Message, error) {
 	if rr == nil {
 		return nil, nil
 	}
@@ -388,9 +393,12 @@ func readRecords(topic string, partition int, offset int64, rr protocol.RecordRe
 			return out, nil
 		}
 		if err != nil {
-			return out, err
+			if len(out) > 0 {
+				return out, nil
+			}
+			return nil, fmt.Errorf("reading %s/%d at %d: %w", topic, partition, offset, err)
 		}
-		if r.Offset < offset {
+		if r.Offset < offset { // a batch may start before offset
 			continue
 		}
 		m := kafka.Message{Topic: topic, Partition: partition, Offset: r.Offset, Time: r.Time}
@@ -398,7 +406,7 @@ func readRecords(topic string, partition int, offset int64, rr protocol.RecordRe
 			m.Value, err = readAll(r.Value)
 		}
 		if err != nil {
-			return out, err
+			return nil, fmt.Errorf("reading %s/%d at %d: %w", topic, partition, r.Offset, err)
 		}
 		if len(r.Headers) > 0 {
 			m.Headers = make([]kafka.Header, len(r.Headers))

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -87,43 +86,15 @@ func (l *Log) Fetch(ctx context.Context, p int, offset int64) ([]Record, error) 
 	if resp.Error != nil {
 		return nil, fmt.Errorf("fetch %s/%d at %d: %w", l.topic, p, offset, resp.Error)
 	}
-	var out []Record
-	for {
-		kr, err := resp.Records.ReadRecord()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			if len(out) > 0 { // a truncated last batch: the next fetch starts there
-				return out, nil
-			}
-			return nil, fmt.Errorf("reading %s/%d at %d: %w", l.topic, p, offset, err)
-		}
-		if kr.Offset < offset { // a compressed batch may start before offset
-			continue
-		}
-		rec := Record{Partition: p, Offset: kr.Offset, Time: kr.Time}
-		if rec.Key, err = readBytes(kr.Key); err == nil {
-			rec.Value, err = readBytes(kr.Value)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading %s/%d at %d: %w", l.topic, p, kr.Offset, err)
-		}
-		for _, h := range kr.Headers {
-			rec.Headers = append(rec.Headers, kafka.Header{Key: h.Key, Value: append([]byte(nil), h.Value...)})
-		}
-		out = append(out, rec)
+	msgs, err := broker.ReadRecords(l.topic, p, offset, resp.Records)
+	if err != nil {
+		return nil, err
 	}
-}
-
-func readBytes(b kafka.Bytes) ([]byte, error) {
-	if b == nil {
-		return nil, nil
+	out := make([]Record, len(msgs))
+	for i, m := range msgs {
+		out[i] = Record{Partition: p, Offset: m.Offset, Time: m.Time, Key: m.Key, Value: m.Value, Headers: m.Headers}
 	}
-	defer b.Close()
-	out := make([]byte, b.Len())
-	_, err := io.ReadFull(b, out)
-	return out, err
+	return out, nil
 }
 
 // From reads the records from offset of partition p that one fetch

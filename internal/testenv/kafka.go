@@ -3,8 +3,6 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os/exec"
 	"strings"
 	"testing"
@@ -51,27 +49,14 @@ func ReadAll(t testing.TB, kc *broker.Config, topic string) ([]kafka.Message, er
 			if resp.Error != nil {
 				return nil, resp.Error
 			}
-			n := 0
-			for {
-				r, err := resp.Records.ReadRecord()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return nil, err
-				}
-				if r.Offset < off {
-					continue
-				}
-				m := kafka.Message{Topic: topic, Partition: p, Offset: r.Offset, Time: r.Time}
-				m.Key, _ = readBytes(r.Key)
-				m.Value, _ = readBytes(r.Value)
-				for _, h := range r.Headers {
-					m.Headers = append(m.Headers, kafka.Header{Key: h.Key, Value: append([]byte(nil), h.Value...)})
-				}
-				out = append(out, m)
-				off = r.Offset + 1
-				n++
+			msgs, err := broker.ReadRecords(topic, p, off, resp.Records)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, msgs...)
+			n := len(msgs)
+			if n > 0 {
+				off = msgs[n-1].Offset + 1
 			}
 			if n == 0 {
 				break
@@ -79,16 +64,6 @@ func ReadAll(t testing.TB, kc *broker.Config, topic string) ([]kafka.Message, er
 		}
 	}
 	return out, nil
-}
-
-func readBytes(b kafka.Bytes) ([]byte, error) {
-	if b == nil {
-		return nil, nil
-	}
-	defer b.Close()
-	out := make([]byte, b.Len())
-	_, err := io.ReadFull(b, out)
-	return out, err
 }
 
 // Tasks returns the tasks on <p>.deliveries; a message that is not a task,
