@@ -102,19 +102,24 @@ type Stream struct {
 }
 
 // Open starts reading topic's partition from offset (an absolute offset).
-// A partition is open at most once per Fetcher.
+// A partition has one stream per Fetcher: opening it again replaces the
+// earlier stream, which gets no more messages (a generation that has not
+// closed its stream yet must not keep the next one from reading).
 func (f *Fetcher) Open(topic string, partition int, offset int64) (*Stream, error) {
 	if offset < 0 {
 		return nil, fmt.Errorf("fetch %s/%d: offset %d is not absolute", topic, partition, offset)
 	}
 	s := &Stream{f: f, tp: topicPartition{topic, partition}, next: offset, ready: make(chan struct{}, 1)}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.streams[s.tp]; ok {
-		return nil, fmt.Errorf("fetch %s/%d: already open", topic, partition)
-	}
+	old := f.streams[s.tp]
 	f.streams[s.tp] = s
 	f.kickLocked()
+	f.mu.Unlock()
+	if old != nil {
+		old.mu.Lock()
+		old.closed, old.buf = true, nil
+		old.mu.Unlock()
+	}
 	return s, nil
 }
 
@@ -227,12 +232,17 @@ func (f *Fetcher) run(leader int) {
 			}
 			continue
 		}
-		f.startLoops(leaders)
-		if leader < 0 {
+		if f.startLoops(leaders) && leader < 0 {
 			f.mu.Lock()
 			delete(f.loops, -1)
 			f.mu.Unlock()
-			return
+			return // the leaders' loops go on (and start the loops of new leaders)
+		}
+		if leader < 0 { // no partition has a leader yet
+			if !f.idle(wake) {
+				break
+			}
+			continue
 		}
 		req := &fetchAPI.Request{ReplicaID: -1, MaxWaitTime: int32(f.maxWait.Milliseconds()), MinBytes: 1, MaxBytes: fetchRequestBytes, SessionID: -1, SessionEpoch: -1}
 		asked := map[topicPartition]*Stream{}
@@ -286,17 +296,24 @@ func (f *Fetcher) idle(wake chan struct{}) bool {
 	return true
 }
 
-// startLoops starts a loop for each leader without one.
-func (f *Fetcher) startLoops(leaders map[topicPartition]int) {
+// startLoops starts a loop for each leader without one, and reports
+// whether any leader has a loop.
+func (f *Fetcher) startLoops(leaders map[topicPartition]int) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	some := false
 	for _, l := range leaders {
-		if l >= 0 && !f.loops[l] && f.ctx.Err() == nil {
+		if l < 0 {
+			continue
+		}
+		some = true
+		if !f.loops[l] && f.ctx.Err() == nil {
 			f.loops[l] = true
 			f.wg.Add(1)
 			go f.run(l)
 		}
 	}
+	return some
 }
 
 // leaders reads the leader of every partition of topics from the

@@ -68,9 +68,6 @@ func TestFetcherReadsManyPartitionsFromTheirOffsets(t *testing.T) {
 		}
 		streams[p] = s
 	}
-	if _, err := f.Open(topic, 3, 0); err == nil {
-		t.Fatal("a partition opened twice")
-	}
 	// Partition 0 is not read at first: the others go on.
 	for p := 1; p < parts; p++ {
 		expect(t, streams[p], p, p*10, 300-p*10)
@@ -93,6 +90,21 @@ func TestFetcherReadsManyPartitionsFromTheirOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, s, 5, 100, 205)
+
+	// Opened again while open (a generation that has not closed its
+	// stream yet): the new stream reads, the old one gets nothing more.
+	again, err := f.Open(topic, 3, 250)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, again, 3, 250, 55)
+	perPartition(t, kc, topic, parts, 1, 305)
+	expect(t, again, 3, 305, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if m, err := streams[3].FetchMessage(ctx); err == nil {
+		t.Fatalf("the replaced stream still reads: %q at %d", m.Value, m.Offset)
+	}
 }
 
 // BenchmarkFetch: a round is 100 tasks of 600 bytes over 16 partitions,
