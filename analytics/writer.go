@@ -85,19 +85,12 @@ func newWriterMetrics(reg prometheus.Registerer) (writerMetrics, error) {
 	return m, nil
 }
 
-// fetchMinBytes: a fetch of <p>.attempts waits at the broker for this
-// much (or the reader's MaxWait, 250 ms): the history is written in
-// batches anyway (BatchInterval), and with 1 byte every fetch returned as
-// soon as one record arrived — thousands of fetch requests per second for
-// the broker to serve under load, on the machine that also delivers.
-const fetchMinBytes = 256 << 10
-
 func newWriter(cfg Config, log *slog.Logger, conn driver.Conn, m writerMetrics) *writer {
 	rcfg := kafka.ReaderConfig{
 		Brokers:        cfg.Kafka.BrokerList(),
 		GroupID:        cfg.GroupID(),
 		Topic:          cfg.Kafka.Topic(schemas.TopicAttempts),
-		MinBytes:       fetchMinBytes,
+		MinBytes:       1,
 		MaxBytes:       16 << 20,
 		MaxWait:        250 * time.Millisecond,
 		QueueCapacity:  min(cfg.BatchRows, 10000),
