@@ -91,10 +91,12 @@ func (b *Batcher) Write(ctx context.Context, msgs []kafka.Message) []error {
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	case <-b.exit:
+		// Every round has answered its calls before exit is closed; a call
+		// still unanswered is Close's to refuse (or was queued after it).
 		select {
-		case <-c.done: // answered by the last round or by Close
+		case <-c.done:
 			return c.errs
-		case <-time.After(time.Second): // queued after Close drained the queue
+		default:
 			return fail(ErrClosed)
 		}
 	}

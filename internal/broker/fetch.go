@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -35,12 +34,10 @@ import (
 //
 // Make one with Config.NewFetcher.
 type Fetcher struct {
-	transport *kafka.Transport
-	addr      net.Addr
-	meta      *kafka.Client
-	log       *slog.Logger
-	maxWait   time.Duration
-	capacity  int
+	link
+	log      *slog.Logger
+	maxWait  time.Duration
+	capacity int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -71,11 +68,9 @@ func (c *Config) NewFetcher(log *slog.Logger, maxWait time.Duration, capacity in
 	if capacity <= 0 {
 		capacity = 256
 	}
-	tr := c.transport()
-	addr := kafka.TCP(c.BrokerList()...)
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Fetcher{
-		transport: tr, addr: addr, meta: &kafka.Client{Addr: addr, Transport: tr}, log: log,
+		link: c.newLink(), log: log,
 		maxWait: maxWait, capacity: capacity, ctx: ctx, cancel: cancel,
 		streams: map[topicPartition]*Stream{}, loops: map[int]bool{}, wake: make(chan struct{}),
 	}
@@ -86,7 +81,7 @@ func (c *Config) NewFetcher(log *slog.Logger, maxWait time.Duration, capacity in
 func (f *Fetcher) Close() {
 	f.cancel()
 	f.wg.Wait()
-	f.transport.CloseIdleConnections()
+	f.close()
 }
 
 // Stream is one partition's messages, from the offset it was opened at.
@@ -248,7 +243,7 @@ func (f *Fetcher) run(leader int) {
 		asked := map[topicPartition]*Stream{}
 		from := map[topicPartition]int64{}
 		for _, s := range open {
-			if leaders[s.tp] != leader {
+			if leaders.leader(s.tp.topic, s.tp.partition) != leader {
 				continue
 			}
 			off, ok := s.wants()
@@ -298,49 +293,43 @@ func (f *Fetcher) idle(wake chan struct{}) bool {
 
 // startLoops starts a loop for each leader without one, and reports
 // whether any leader has a loop.
-func (f *Fetcher) startLoops(leaders map[topicPartition]int) bool {
+func (f *Fetcher) startLoops(leaders layout) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	some := false
-	for _, l := range leaders {
-		if l < 0 {
-			continue
-		}
-		some = true
-		if !f.loops[l] && f.ctx.Err() == nil {
-			f.loops[l] = true
-			f.wg.Add(1)
-			go f.run(l)
+	for _, t := range leaders {
+		for _, l := range t.leaders {
+			if l < 0 {
+				continue
+			}
+			some = true
+			if !f.loops[l] && f.ctx.Err() == nil {
+				f.loops[l] = true
+				f.wg.Add(1)
+				go f.run(l)
+			}
 		}
 	}
 	return some
 }
 
-// leaders reads the leader of every partition of topics from the
-// transport's metadata cache; -1 where there is none.
-func (f *Fetcher) leaders(topics map[string]bool) (map[topicPartition]int, error) {
+// leaders reads the leaders of topics' partitions; an error when the
+// metadata gives one for a topic.
+func (f *Fetcher) leaders(topics map[string]bool) (layout, error) {
 	names := make([]string, 0, len(topics))
 	for t := range topics {
 		names = append(names, t)
 	}
-	res, err := f.meta.Metadata(f.ctx, &kafka.MetadataRequest{Topics: names})
+	l, err := f.layout(f.ctx, names)
 	if err != nil {
 		return nil, err
 	}
-	out := map[topicPartition]int{}
-	for _, t := range res.Topics {
-		if t.Error != nil {
-			return nil, fmt.Errorf("%s: %w", t.Name, t.Error)
-		}
-		for _, p := range t.Partitions {
-			l := -1
-			if p.Leader.Host != "" {
-				l = p.Leader.ID
-			}
-			out[topicPartition{t.Name, p.ID}] = l
+	for name, t := range l {
+		if t.err != nil {
+			return nil, fmt.Errorf("%s: %w", name, t.err)
 		}
 	}
-	return out, nil
+	return l, nil
 }
 
 // fetch sends req and hands each partition's records to its stream. A

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"time"
 
@@ -31,11 +30,9 @@ import (
 //
 // The zero value is not usable; make one with Config.NewProducer.
 type Producer struct {
-	transport *kafka.Transport
-	addr      net.Addr
-	meta      *kafka.Client // answered from transport's metadata cache
-	balancer  kafka.Murmur2Balancer
-	timeout   time.Duration
+	link
+	balancer kafka.Murmur2Balancer
+	timeout  time.Duration
 }
 
 // Limits of one produce request: a partition's record batch stays under
@@ -49,13 +46,11 @@ const (
 // NewProducer returns a Producer with its own transport (connections and
 // metadata cache, refreshed every metadataTTL).
 func (c *Config) NewProducer() *Producer {
-	tr := c.transport()
-	addr := kafka.TCP(c.BrokerList()...)
-	return &Producer{transport: tr, addr: addr, meta: &kafka.Client{Addr: addr, Transport: tr}, timeout: 10 * time.Second}
+	return &Producer{link: c.newLink(), timeout: 10 * time.Second}
 }
 
 // Close closes the producer's idle connections.
-func (p *Producer) Close() { p.transport.CloseIdleConnections() }
+func (p *Producer) Close() { p.close() }
 
 // Produce writes msgs (each with its Topic set) and waits for the
 // acknowledgements. Order is kept per partition: messages of one partition
@@ -73,27 +68,21 @@ func (p *Producer) Produce(ctx context.Context, msgs []kafka.Message) error {
 		return err
 	}
 	errs := make(kafka.WriteErrors, len(msgs))
-	failed := false
 	// Group by leader, then by topic and partition, keeping the order.
-	type part struct {
-		topic     string
-		partition int
-		idx       []int // into msgs
-	}
-	byLeader := map[int][]*part{}
-	parts := map[topicPartition]*part{}
+	byLeader := map[int][]*partMessages{}
+	parts := map[topicPartition]*partMessages{}
 	now := time.Now()
 	for i := range msgs {
 		m := &msgs[i]
 		tl, ok := layout[m.Topic]
-		if !ok || len(tl.leaders) == 0 {
-			errs[i], failed = fmt.Errorf("produce to %s: %w", m.Topic, kafka.UnknownTopicOrPartition), true
+		if !ok || tl.err != nil || len(tl.leaders) == 0 {
+			errs[i] = fmt.Errorf("produce to %s: %w", m.Topic, kafka.UnknownTopicOrPartition)
 			continue
 		}
 		pt := p.balancer.Balance(*m, tl.ids...)
 		leader, ok := tl.leaders[pt]
 		if !ok || leader < 0 {
-			errs[i], failed = fmt.Errorf("produce to %s/%d: %w", m.Topic, pt, kafka.LeaderNotAvailable), true
+			errs[i] = fmt.Errorf("produce to %s/%d: %w", m.Topic, pt, kafka.LeaderNotAvailable)
 			continue
 		}
 		if m.Time.IsZero() {
@@ -103,81 +92,84 @@ func (p *Producer) Produce(ctx context.Context, msgs []kafka.Message) error {
 		key := topicPartition{m.Topic, pt}
 		x := parts[key]
 		if x == nil {
-			x = &part{topic: m.Topic, partition: pt}
+			x = &partMessages{topicPartition: key}
 			parts[key] = x
 			byLeader[leader] = append(byLeader[leader], x)
 		}
 		x.idx = append(x.idx, i)
 	}
 	var wg sync.WaitGroup
-	var mu sync.Mutex // guards errs and failed across leaders
 	for _, ps := range byLeader {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Requests to one leader go one after the other: a partition's
-			// later records are sent only after its earlier ones succeeded.
-			next := make([]int, len(ps)) // per part: how many of its messages were sent
-			var stop map[int]error       // per part index: the failure that ends it
-			for {
-				req := &produceAPI.Request{Acks: int16(kafka.RequireAll), Timeout: int32(p.timeout.Milliseconds())}
-				type sent struct{ part, from, to int }
-				var batch []sent
-				size := 0
-				for j, x := range ps {
-					if stop[j] != nil || next[j] == len(x.idx) {
-						continue
-					}
-					from, bytes := next[j], 0
-					to := from
-					for to < len(x.idx) {
-						n := messageSize(&msgs[x.idx[to]])
-						if to > from && (bytes+n > maxBatchBytes || size+bytes+n > maxRequestBytes) {
-							break
-						}
-						bytes += n
-						to++
-					}
-					if len(batch) > 0 && size+bytes > maxRequestBytes {
-						continue // the next request takes it
-					}
-					size += bytes
-					records := make([]protocol.Record, 0, to-from)
-					for _, i := range x.idx[from:to] {
-						m := &msgs[i]
-						records = append(records, protocol.Record{Time: m.Time, Key: protocol.NewBytes(m.Key), Value: protocol.NewBytes(m.Value), Headers: m.Headers})
-					}
-					req.Topics = appendPartition(req.Topics, x.topic, int32(x.partition), protocol.NewRecordReader(records...))
-					batch = append(batch, sent{j, from, to})
-				}
-				if len(batch) == 0 {
-					return
-				}
-				results := p.send(ctx, req)
-				mu.Lock()
-				for _, s := range batch {
-					x := ps[s.part]
-					next[s.part] = s.to
-					if err := results[topicPartition{x.topic, x.partition}]; err != nil {
-						if stop == nil {
-							stop = map[int]error{}
-						}
-						stop[s.part] = err
-						for _, i := range x.idx[s.from:] { // and the ones not sent
-							errs[i] = err
-						}
-						failed = true
-					}
-				}
-				mu.Unlock()
-			}
-		}()
+		wg.Go(func() { p.writeLeader(ctx, msgs, ps, errs) })
 	}
 	wg.Wait()
-	if !failed {
-		return nil
+	for _, err := range errs {
+		if err != nil {
+			return errs
+		}
 	}
-	return errs
+	return nil
+}
+
+// partMessages is one partition's messages of a Produce call, in order.
+type partMessages struct {
+	topicPartition
+	idx []int // into the call's messages
+}
+
+// writeLeader writes the messages of one leader's partitions, in requests
+// one after the other: a partition's later records are sent only after its
+// earlier ones succeeded, and after a failure none of them is (errs gets
+// the failure for each). Each message belongs to one leader, so the
+// leaders' calls set distinct entries of errs.
+func (p *Producer) writeLeader(ctx context.Context, msgs []kafka.Message, ps []*partMessages, errs kafka.WriteErrors) {
+	next := make([]int, len(ps)) // per partition: how many of its messages are done with
+	type sent struct{ part, from, to int }
+	for {
+		req := &produceAPI.Request{Acks: int16(kafka.RequireAll), Timeout: int32(p.timeout.Milliseconds())}
+		var batch []sent
+		size := 0
+		for j, x := range ps {
+			if next[j] == len(x.idx) {
+				continue
+			}
+			from, bytes := next[j], 0
+			to := from
+			for to < len(x.idx) {
+				n := messageSize(&msgs[x.idx[to]])
+				if to > from && (bytes+n > maxBatchBytes || size+bytes+n > maxRequestBytes) {
+					break
+				}
+				bytes += n
+				to++
+			}
+			if len(batch) > 0 && size+bytes > maxRequestBytes {
+				continue // the next request takes it
+			}
+			size += bytes
+			records := make([]protocol.Record, 0, to-from)
+			for _, i := range x.idx[from:to] {
+				m := &msgs[i]
+				records = append(records, protocol.Record{Time: m.Time, Key: protocol.NewBytes(m.Key), Value: protocol.NewBytes(m.Value), Headers: m.Headers})
+			}
+			req.Topics = appendPartition(req.Topics, x.topic, int32(x.partition), protocol.NewRecordReader(records...))
+			batch = append(batch, sent{j, from, to})
+		}
+		if len(batch) == 0 {
+			return
+		}
+		results := p.send(ctx, req)
+		for _, s := range batch {
+			x := ps[s.part]
+			next[s.part] = s.to
+			if err := results[x.topicPartition]; err != nil {
+				for _, i := range x.idx[s.from:] { // and the ones not sent
+					errs[i] = err
+				}
+				next[s.part] = len(x.idx)
+			}
+		}
+	}
 }
 
 type topicPartition struct {
@@ -249,48 +241,22 @@ func messageSize(m *kafka.Message) int {
 	return n
 }
 
-// topicLayout is what Produce needs of a topic: its partition ids 0..n-1
-// (as kafka-go's Writer passes them to its balancer) and their leaders.
-type topicLayout struct {
-	ids     []int
-	leaders map[int]int
-}
-
-// layout reads the partitions and leaders of msgs' topics from the
-// transport's metadata cache (no round trip while it is fresh).
-func (p *Producer) layout(ctx context.Context, msgs []kafka.Message) (map[string]topicLayout, error) {
+// layout reads the partitions and leaders of msgs' topics.
+func (p *Producer) layout(ctx context.Context, msgs []kafka.Message) (layout, error) {
 	var names []string
 	seen := map[string]bool{}
 	for i := range msgs {
 		if t := msgs[i].Topic; !seen[t] {
 			if t == "" {
-				return nil, errors.New("produce: a message without a topic")
+				return nil, fmt.Errorf("produce: %w", errNoTopic)
 			}
 			seen[t] = true
 			names = append(names, t)
 		}
 	}
-	res, err := p.meta.Metadata(ctx, &kafka.MetadataRequest{Topics: names})
+	l, err := p.link.layout(ctx, names)
 	if err != nil {
 		return nil, fmt.Errorf("produce: %w", err)
 	}
-	out := make(map[string]topicLayout, len(res.Topics))
-	for _, t := range res.Topics {
-		if t.Error != nil {
-			continue
-		}
-		tl := topicLayout{ids: make([]int, len(t.Partitions)), leaders: make(map[int]int, len(t.Partitions))}
-		for i := range tl.ids {
-			tl.ids[i] = i
-		}
-		for _, pt := range t.Partitions {
-			if pt.Leader.Host != "" {
-				tl.leaders[pt.ID] = pt.Leader.ID
-			} else {
-				tl.leaders[pt.ID] = -1
-			}
-		}
-		out[t.Name] = tl
-	}
-	return out, nil
+	return l, nil
 }
